@@ -1,0 +1,74 @@
+"""Locomotion presets: `python -m wsrl_mjx.train --config=configs/locomotion.py:<preset>`.
+
+  default  CPU-scale run of WSRL's online algorithm (10 critics, UTD 4) on halfcheetah
+  smoke    every phase of a run with tiny sizes, about a minute on 2 cores (tests, checks)
+  sac      standard online SAC from scratch: 2 critics, UTD 1, entropy backup, 100k steps
+  paper    WSRL's locomotion protocol at paper scale (300k online steps, 2e6 buffer), for GPUs
+"""
+from wsrl_mjx.config import base_config
+
+
+def default():
+    c = base_config()
+    c.name = 'default'
+    c.online_steps = 20_000
+    c.warmup_steps = 5_000
+    c.buffer_capacity = 20_000
+    c.log_interval = 500
+    c.eval_interval = 5_000
+    c.eval_episodes = 5
+    return c
+
+
+def smoke():
+    c = base_config()
+    c.name = 'smoke'
+    c.episode_length = 50
+    c.num_envs = 2
+    c.online_steps = 400
+    c.warmup_steps = 100
+    c.buffer_capacity = 400
+    c.log_interval = 100
+    c.eval_interval = 100
+    c.eval_episodes = 2
+    c.agent.num_critics = 4
+    c.agent.critic_hidden = (32, 32)
+    c.agent.actor_hidden = (32, 32)
+    c.agent.critic_steps = 2
+    c.agent.batch_size = 16
+    return c
+
+
+def sac():
+    c = base_config()
+    c.name = 'sac'
+    c.online_steps = 100_000
+    c.warmup_steps = 5_000
+    c.buffer_capacity = 100_000
+    c.log_interval = 1_000
+    c.eval_interval = 5_000
+    c.eval_episodes = 10
+    c.agent.num_critics = 2
+    c.agent.critic_steps = 1
+    c.agent.backup_entropy = True
+    c.agent.critic_layer_norm = False
+    c.agent.actor_layer_norm = False
+    c.agent.kernel_scale_final = 2.0**0.5
+    c.agent.actor_lr = 3e-4
+    c.agent.temperature_lr = 3e-4
+    return c
+
+
+def paper():
+    c = base_config()
+    c.name = 'paper'
+    return c
+
+
+PRESETS = {'default': default, 'smoke': smoke, 'sac': sac, 'paper': paper}
+
+
+def get_config(preset: str = 'default'):
+    if preset not in PRESETS:
+        raise ValueError(f'--config preset {preset!r} is unknown: one of {", ".join(PRESETS)}')
+    return PRESETS[preset]()

@@ -1,0 +1,1 @@
+"""Algorithm-free array primitives: pure functions, each with a plain reference implementation."""

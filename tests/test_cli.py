@@ -1,0 +1,29 @@
+"""The entry point: bad input fails fast with one line and exit code 2, writing nothing."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+CASES = [
+    (['--config.env=cartpole'], 'config.env'),
+    (['--config.nonexistent_key=3'], 'nonexistent_key'),
+    (['--config.agent.batch_size=0'], 'config.agent.batch_size'),
+    (['--config.buffer_capacity=100', '--config.agent.batch_size=64'], 'config.agent.batch_size'),
+    (['--seeds=0'], '--seeds'),
+    (['--config=configs/locomotion.py:nope'], 'nope'),
+]
+
+
+@pytest.mark.parametrize('args,named', CASES)
+def test_bad_input_one_line_exit_2_no_run_dir(tmp_path, args, named):
+    run_dir = tmp_path / 'run'
+    base = ['--config=configs/locomotion.py:smoke'] if not any(a.startswith('--config=') for a in args) else []
+    result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.train', *base, *args, f'--run_dir={run_dir}'],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and named in lines[0], result.stderr
+    assert not run_dir.exists()

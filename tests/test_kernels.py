@@ -1,0 +1,113 @@
+"""Tier 1: kernels against plain references."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kernels.distributions import (tanh_normal_log_prob, tanh_normal_log_prob_reference, tanh_normal_mode,
+                                   tanh_normal_sample)
+from kernels.ensemble import ensemble_mlp, ensemble_mlp_reference, init_ensemble_mlp, mlp_matmul_flops, select_members
+from kernels.replay import replay_init, replay_insert, replay_sample
+
+
+@pytest.mark.parametrize('layer_norm', [True, False])
+@pytest.mark.parametrize('per_member_input', [False, True])
+def test_ensemble_mlp_matches_per_member_loop(layer_norm, per_member_input):
+    key = jax.random.key(0)
+    params = init_ensemble_mlp(key, members=3, sizes=(5, 8, 8, 2), layer_norm=layer_norm, kernel_scale_final=0.5)
+    # Perturb LayerNorm and biases so every parameter matters.
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape), params)
+    shape = (3, 4, 5) if per_member_input else (4, 5)
+    x = jax.random.normal(jax.random.key(2), shape)
+    out = ensemble_mlp(params, x)
+    assert out.shape == (3, 4, 2)
+    np.testing.assert_allclose(out, ensemble_mlp_reference(params, x), rtol=1e-5, atol=1e-5)
+    out_bf16 = ensemble_mlp(params, x, jnp.bfloat16)
+    assert out_bf16.dtype == jnp.float32
+    np.testing.assert_allclose(out_bf16, out, rtol=5e-2, atol=5e-2)
+
+
+def test_ensemble_init_orthogonal_scaled_and_independent():
+    params = init_ensemble_mlp(jax.random.key(0), members=2, sizes=(6, 6, 6, 1), layer_norm=True,
+                               kernel_scale=2.0**0.5, kernel_scale_final=1e-2)
+    first, last_hidden, head = params
+    for m in range(2):
+        np.testing.assert_allclose(first['kernel'][m].T @ first['kernel'][m], 2.0 * np.eye(6), atol=1e-5)
+        np.testing.assert_allclose(last_hidden['kernel'][m].T @ last_hidden['kernel'][m], 1e-4 * np.eye(6), atol=1e-8)
+    assert not np.allclose(first['kernel'][0], first['kernel'][1])
+    assert all(np.all(layer['bias'] == 0) for layer in params)
+    assert 'ln_scale' in first and 'ln_scale' not in head
+
+
+def test_select_members_and_flops():
+    params = init_ensemble_mlp(jax.random.key(0), members=4, sizes=(3, 4, 1), layer_norm=False)
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    sub = select_members(params, jnp.array([3, 1]))
+    np.testing.assert_allclose(ensemble_mlp(sub, x), ensemble_mlp(params, x)[jnp.array([3, 1])], rtol=1e-6)
+    assert mlp_matmul_flops((3, 4, 1), members=4, batch=2) == 2 * 4 * 2 * (3 * 4 + 4 * 1)
+
+
+class ListRing:
+    """The obvious ring buffer: a Python list with a write cursor."""
+
+    def __init__(self, capacity):
+        self.capacity, self.rows, self.cursor = capacity, [], 0
+
+    def insert(self, items):
+        for item in items:
+            if len(self.rows) < self.capacity:
+                self.rows.append(item)
+            else:
+                self.rows[self.cursor] = item
+            self.cursor = (self.cursor + 1) % self.capacity
+
+
+def test_replay_insert_matches_list_reference_with_wraparound():
+    capacity = 7
+    example = {'x': jnp.zeros((2,), jnp.float32), 'r': jnp.zeros((), jnp.float32)}
+    buffer = replay_init(example, capacity)
+    reference = ListRing(capacity)
+    insert = jax.jit(replay_insert)
+    counter = 0
+    for n in (3, 2, 4, 1, 5, 7):  # 22 items: wraps around three times
+        values = np.arange(counter, counter + n, dtype=np.float32)
+        counter += n
+        buffer = insert(buffer, {'x': np.stack([values, -values], axis=1), 'r': values})
+        reference.insert(list(values))
+        size = len(reference.rows)
+        assert int(buffer.size) == size and int(buffer.position) == reference.cursor
+        np.testing.assert_array_equal(np.asarray(buffer.data['r'])[:size], np.array(reference.rows))
+        np.testing.assert_array_equal(np.asarray(buffer.data['x'])[:size, 1], -np.array(reference.rows))
+
+
+def test_replay_sample_uniform_over_filled_rows():
+    buffer = replay_init({'v': jnp.zeros((), jnp.int32)}, 100)
+    buffer = replay_insert(buffer, {'v': jnp.arange(10, dtype=jnp.int32) + 1})
+    sample = np.asarray(replay_sample(buffer, jax.random.key(0), 20_000)['v'])
+    assert set(np.unique(sample)) == set(range(1, 11))  # never an unfilled (zero) row
+    counts = np.bincount(sample, minlength=11)[1:]
+    assert np.all(np.abs(counts / 20_000 - 0.1) < 0.015)
+    other = np.asarray(replay_sample(buffer, jax.random.key(1), 20_000)['v'])
+    assert not np.array_equal(sample, other)
+
+
+def test_tanh_normal_log_prob_matches_reference():
+    key = jax.random.key(0)
+    mean = jax.random.normal(key, (5, 3))
+    log_std = jax.random.uniform(jax.random.key(1), (5, 3), minval=-2.0, maxval=1.0)
+    action, log_prob = tanh_normal_sample(jax.random.key(2), mean, log_std)
+    assert action.shape == (5, 3) and log_prob.shape == (5,)
+    assert np.all(np.abs(action) < 1)
+    reference = tanh_normal_log_prob_reference(mean, log_std, action)
+    np.testing.assert_allclose(log_prob, reference, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(tanh_normal_log_prob(mean, log_std, action), reference, rtol=1e-3, atol=1e-3)
+
+
+def test_tanh_normal_hand_value_and_mode():
+    # u = 0, std = 1 in one dimension: log N(0; 0, 1) - log(1 - tanh(0)^2) = -0.5 log(2 pi).
+    value = tanh_normal_log_prob(jnp.zeros((1,)), jnp.zeros((1,)), jnp.zeros((1,)))
+    np.testing.assert_allclose(value, -0.5 * np.log(2 * np.pi), rtol=1e-6)
+    np.testing.assert_allclose(tanh_normal_mode(jnp.array([0.5, -2.0])), np.tanh([0.5, -2.0]), rtol=1e-6)
+    # Samples with a tiny std collapse onto the mode.
+    action, _ = tanh_normal_sample(jax.random.key(0), jnp.array([0.3, -0.7]), jnp.full((2,), -11.0))
+    np.testing.assert_allclose(action, np.tanh([0.3, -0.7]), atol=1e-4)

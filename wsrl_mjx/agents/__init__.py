@@ -1,0 +1,1 @@
+"""Agents: losses and one update step each, pure functions of (state, batch, key)."""

@@ -1,0 +1,54 @@
+"""Locomotion tasks on MJX through brax.envs, with the D4RL reference returns for normalised scores.
+
+brax's halfcheetah, hopper and walker2d use the Gym/D4RL observation and action sizes, rewards and
+frame skips (17/6, 11/3, 17/6; dt 0.05, 0.008, 0.008), so D4RL-normalised scores apply. brax's ant
+observes 27 values (no contact forces), not the 111 of D4RL's ant-v2: its scores use D4RL's ant
+reference returns, but D4RL ant files do not fit it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import warnings
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    name: str
+    brax_name: str
+    random_return: float  # D4RL REF_MIN_SCORE
+    expert_return: float  # D4RL REF_MAX_SCORE
+
+
+ENV_SPECS = {
+    'halfcheetah': EnvSpec('halfcheetah', 'halfcheetah', -280.178953, 12135.0),
+    'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3),
+    'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3),
+    'ant': EnvSpec('ant', 'ant', -325.6, 3879.7),
+}
+
+
+def normalized_score(env_name: str, returns):
+    """D4RL-normalised score on a 0-100 scale: 100 * (R - random) / (expert - random)."""
+    spec = ENV_SPECS[env_name]
+    return 100.0 * (np.asarray(returns, np.float64) - spec.random_return) / (spec.expert_return - spec.random_return)
+
+
+@functools.lru_cache(maxsize=None)
+def make_env(env_name: str, episode_length: int):
+    """The MJX task `env_name` wrapped for training (see `VecEnv`)."""
+    from brax import envs as brax_envs
+
+    from wsrl_mjx.envs.wrappers import VecEnv
+
+    spec = ENV_SPECS[env_name]
+    # mujoco warns on loading brax's assets (a deprecated compiler attribute); brax logs a missing
+    # optional GPU backend (warp). Neither concerns the MJX backend used here.
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        env = brax_envs.get_environment(spec.brax_name, backend='mjx')
+    return VecEnv(env=env, episode_length=episode_length)

@@ -1,0 +1,116 @@
+"""The online program: act -> MJX step -> ring-buffer insert -> updates, a lax.scan per chunk.
+
+Everything here is per seed; `programs.py` vmaps over the seed axis and jits with the state donated.
+Warmup (no updates) and training are separate programs, not a cond: under vmap a per-seed predicate
+would run both branches.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from kernels.replay import ReplayBuffer, replay_init, replay_insert, replay_sample
+from wsrl_mjx.agents import sac
+from wsrl_mjx.envs.wrappers import EnvState, Transition, VecEnv
+
+# Warmup action sources: the (frozen) policy's stochastic actions as WSRL does, or uniform random
+# actions as SAC from scratch does.
+WARMUP_POLICIES = ('policy', 'uniform')
+
+# How often each program body was traced (Python side effect at trace time): a program traced more
+# than once per shape recompiles, which the tests rule out.
+TRACES: collections.Counter = collections.Counter()
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineSpec:
+    """Static settings of the online programs (hashable; never traced)."""
+    agent: sac.SACConfig
+    num_envs: int
+    buffer_capacity: int
+
+
+@flax.struct.dataclass
+class OnlineState:
+    agent: sac.SACState
+    buffer: ReplayBuffer
+    env: EnvState
+    key: jax.Array  # typed PRNG key
+    env_steps: jax.Array  # int32 []: transitions collected (all envs, warmup included)
+
+
+@flax.struct.dataclass
+class ChunkMetrics:
+    episodes: jax.Array  # int32 []: episodes finished in the chunk
+    episode_return_sum: jax.Array  # float32 []: sum of their returns
+    losses: dict  # name -> float32 [] chunk mean (empty without updates)
+
+
+def init_state(key: jax.Array, agent: sac.SACState, env: VecEnv, spec: OnlineSpec) -> OnlineState:
+    """A fresh online state around `agent` (carried over unchanged): empty buffer, freshly reset envs."""
+    key, env_key = jax.random.split(key)
+    obs_dim, act_dim = spec.agent.obs_dim, spec.agent.act_dim
+    example = Transition(
+        observation=jnp.zeros((obs_dim,), jnp.float32), action=jnp.zeros((act_dim,), jnp.float32),
+        reward=jnp.zeros((), jnp.float32), next_observation=jnp.zeros((obs_dim,), jnp.float32),
+        mask=jnp.zeros((), jnp.float32),
+    )
+    return OnlineState(
+        agent=agent,
+        buffer=replay_init(example, spec.buffer_capacity),
+        env=env.reset(env_key, spec.num_envs),
+        key=key,
+        env_steps=jnp.zeros((), jnp.int32),
+    )
+
+
+def collect_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, policy: str):
+    """One step of all envs with actions from `policy`, stored in the buffer."""
+    key, action_key, reset_key = jax.random.split(state.key, 3)
+    observation = state.env.observation
+    if policy == 'uniform':
+        action = jax.random.uniform(action_key, (spec.num_envs, spec.agent.act_dim), minval=-1.0, maxval=1.0)
+    else:
+        action, _ = sac.sample_action(state.agent.actor, observation, action_key, spec.agent)
+    env_state, transition, info = env.step(state.env, action, reset_key)
+    state = state.replace(
+        env=env_state,
+        buffer=replay_insert(state.buffer, transition),
+        key=key,
+        env_steps=state.env_steps + spec.num_envs,
+    )
+    return state, info
+
+
+def train_step(state: OnlineState, env: VecEnv, spec: OnlineSpec):
+    """collect_step with the current policy, then one agent update on a fresh uniform batch."""
+    state, info = collect_step(state, env, spec, 'policy')
+    key, sample_key, update_key = jax.random.split(state.key, 3)
+    batch = replay_sample(state.buffer, sample_key, spec.agent.critic_steps * spec.agent.batch_size)
+    agent, losses = sac.update(state.agent, batch, update_key, spec.agent)
+    return state.replace(agent=agent, key=key), info, losses
+
+
+def run_chunk(state: OnlineState, env: VecEnv, spec: OnlineSpec, iterations: int, policy: str, learn: bool):
+    """`iterations` env steps (x num_envs transitions) as one lax.scan; updates after each if `learn`."""
+    TRACES['train' if learn else 'warmup'] += 1
+
+    def body(carry, _):
+        if learn:
+            carry, info, losses = train_step(carry, env, spec)
+        else:
+            carry, info = collect_step(carry, env, spec, policy)
+            losses = {}
+        return carry, (info.done.sum(), info.episode_return.sum(), losses)
+
+    state, (episodes, return_sum, losses) = jax.lax.scan(body, state, None, length=iterations)
+    metrics = ChunkMetrics(
+        episodes=episodes.sum().astype(jnp.int32),
+        episode_return_sum=return_sum.sum(),
+        losses=jax.tree.map(jnp.mean, losses),
+    )
+    return state, metrics
