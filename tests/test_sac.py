@@ -1,6 +1,7 @@
 """Tier 1-2: SAC losses against hand-computed values; the fused update against a step-by-step loop."""
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,9 +128,8 @@ def test_fused_update_equals_step_by_step_reference():
         previous_target = reference.target_critic
         reference, _ = sac.critic_step(reference, minibatch, step_key, cfg)
         expected_target = jax.tree.map(lambda t, o: 0.995 * t + 0.005 * o, previous_target, reference.critic)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-                     reference.target_critic, expected_target)
+        chex.assert_trees_all_close(reference.target_critic, expected_target, rtol=1e-6, atol=1e-7)
     reference, _ = sac.actor_temperature_step(reference, batch, actor_key, cfg)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), fused, reference)
+    chex.assert_trees_all_close(fused, reference, rtol=1e-4, atol=1e-5)
     assert not np.allclose(fused.critic[0]['kernel'], state.critic[0]['kernel'])
     assert set(metrics) >= {'critic_loss', 'actor_loss', 'alpha', 'entropy', 'q_mean', 'temperature_loss'}

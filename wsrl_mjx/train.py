@@ -111,6 +111,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False):
     from wsrl_mjx.envs import normalized_score
     from wsrl_mjx.metrics import RunWriter, progress_bar
     from wsrl_mjx.pipeline.programs import compile_online_programs
+    from wsrl_mjx.plot import plot_runs
 
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, 'config.json'), 'w') as f:
@@ -183,6 +184,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False):
     with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     writer.close()
+    plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.env}')
     return summary, state
 
 

@@ -1,0 +1,208 @@
+"""Benchmarks: python -m wsrl_mjx.bench online [--out FILE] [--steps N]
+
+`online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
+halfcheetah, one env, one seed):
+  - the fused online program (act -> MJX step -> buffer insert -> updates, one lax.scan per chunk);
+  - the same updates alone (a lax.scan of sac.update on a fixed batch: no env, no buffer);
+  - the reference implementation's way of driving it: a Python loop over single steps of native MuJoCo
+    (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step;
+  - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from absl import app, flags
+
+_OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
+
+
+def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    tic = time.perf_counter()
+    for _ in range(reps):
+        c = f(a, b)
+    c.block_until_ready()
+    return 2 * n**3 * reps / (time.perf_counter() - tic) / 1e9
+
+
+def wsrl_config(steps: int):
+    from configs import locomotion
+
+    cfg = locomotion.get_config('paper')
+    cfg.warmup_steps = 1_000  # uniform actions: a buffer to sample from
+    cfg.log_interval = steps
+    cfg.online_steps = cfg.warmup_steps + 2 * steps
+    cfg.buffer_capacity = 10_000
+    return cfg
+
+
+def bench_fused(cfg, steps: int) -> dict:
+    import jax
+
+    from wsrl_mjx import train
+    from wsrl_mjx.pipeline.programs import compile_online_programs
+
+    tic = time.perf_counter()
+    progs = compile_online_programs(train.program_spec(cfg, seeds=1))
+    run_key, agent_key, _ = train.seed_keys(cfg, 1)
+    state = progs.init(run_key, progs.init_agent(agent_key))
+    compile_s = time.perf_counter() - tic
+    state, _ = progs.warmup(state)
+    state, _ = progs.train(state)  # first chunk: caches warm
+    jax.block_until_ready(state)
+    tic = time.perf_counter()
+    state, _ = progs.train(state)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - tic
+    return {'env_steps_per_s': steps / seconds,
+            'updates_per_s': steps * cfg.agent.critic_steps / seconds, 'compile_s': compile_s}, state
+
+
+def bench_updates_only(cfg, agent_cfg, state, steps: int) -> float:
+    """Critic updates/s of sac.update scanned over `steps` env steps' worth, on one fixed batch, vmapped
+    over a seed axis of 1 like the fused program."""
+    import jax
+
+    from kernels.replay import replay_sample
+    from wsrl_mjx.agents import sac
+
+    batch = jax.vmap(lambda b, k: replay_sample(b, k, agent_cfg.critic_steps * agent_cfg.batch_size))(
+        state.buffer, jax.vmap(jax.random.key)(jax.numpy.arange(1)))
+
+    def updates(agent, batch, key):
+        def body(agent, key):
+            agent, metrics = sac.update(agent, batch, key, agent_cfg)
+            return agent, metrics['critic_loss']
+        return jax.lax.scan(body, agent, jax.random.split(key, steps))
+
+    run = jax.jit(jax.vmap(updates), donate_argnums=0)
+    keys = jax.vmap(jax.random.key)(jax.numpy.arange(1))
+    agent = jax.tree.map(lambda x: x.copy(), state.agent)
+    agent, _ = run(agent, batch, keys)
+    jax.block_until_ready(agent)
+    tic = time.perf_counter()
+    agent, _ = run(agent, batch, keys)
+    jax.block_until_ready(agent)
+    return steps * agent_cfg.critic_steps / (time.perf_counter() - tic)
+
+
+def bench_host_loop(agent_cfg, state, steps: int) -> float:
+    """Env steps/s of the reference-style loop: native MuJoCo, numpy buffer, a jitted update per step."""
+    import gymnasium as gym
+    import jax
+    import numpy as np
+
+    from wsrl_mjx.agents import sac
+
+    env = gym.make('HalfCheetah-v5')
+    obs_dim, act_dim = agent_cfg.obs_dim, agent_cfg.act_dim
+    capacity = 10_000
+    store = {'observation': np.zeros((capacity, obs_dim), np.float32), 'action': np.zeros((capacity, act_dim), np.float32),
+             'reward': np.zeros(capacity, np.float32), 'next_observation': np.zeros((capacity, obs_dim), np.float32),
+             'mask': np.zeros(capacity, np.float32)}
+    agent = jax.tree.map(lambda x: x[0].copy(), state.agent)
+    update = jax.jit(lambda a, b, k: sac.update(a, b, k, agent_cfg), donate_argnums=0)
+    act = jax.jit(lambda params, o, k: sac.sample_action(params, o[None], k, agent_cfg)[0][0])
+    rng = np.random.default_rng(0)
+    key = jax.random.key(0)
+    obs, _ = env.reset(seed=0)
+    size = 0
+
+    def one_step(agent, obs, size, key):
+        key, action_key, update_key = jax.random.split(key, 3)
+        action = np.asarray(act(agent.actor, obs, action_key))
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        row = size % capacity
+        for name, value in (('observation', obs), ('action', action), ('reward', reward),
+                            ('next_observation', next_obs), ('mask', 1.0 - float(terminated))):
+            store[name][row] = value
+        size += 1
+        idx = rng.integers(0, min(size, capacity), agent_cfg.critic_steps * agent_cfg.batch_size)
+        from wsrl_mjx.envs.wrappers import Transition
+        batch = Transition(**{name: array[idx] for name, array in store.items()})
+        agent, metrics = update(agent, batch, update_key)
+        obs = env.reset()[0] if (terminated or truncated) else next_obs
+        return agent, obs, size, key, metrics
+
+    for _ in range(1_000):  # fill like the fused warmup (uniform actions, no updates)
+        next_obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        row = size % capacity
+        store['observation'][row], store['next_observation'][row] = obs, next_obs
+        store['reward'][row], store['mask'][row] = reward, 1.0 - float(terminated)
+        size += 1
+        obs = env.reset()[0] if (terminated or truncated) else next_obs
+    agent, obs, size, key, metrics = one_step(agent, obs, size, key)  # compile
+    jax.block_until_ready(metrics)
+    tic = time.perf_counter()
+    for _ in range(steps):
+        agent, obs, size, key, metrics = one_step(agent, obs, size, key)
+    jax.block_until_ready(metrics)
+    return steps / (time.perf_counter() - tic)
+
+
+def online(steps: int) -> dict:
+    from wsrl_mjx.agents.sac import update_flops
+
+    cfg = wsrl_config(steps)
+    matmul = matmul_gflops()
+    print(f'fp32 matmul 1024^3: {matmul:.1f} GFLOP/s', flush=True)
+    fused, state = bench_fused(cfg, steps)
+    from wsrl_mjx.pipeline.programs import compile_online_programs
+    from wsrl_mjx import train
+    agent_cfg = train.program_spec(cfg, 1).online.agent
+    print(f"fused: {fused['env_steps_per_s']:.2f} env steps/s, {fused['updates_per_s']:.2f} critic updates/s "
+          f"(compiled in {fused['compile_s']:.0f} s)", flush=True)
+    updates_only = bench_updates_only(cfg, agent_cfg, state, steps)
+    print(f'updates only: {updates_only:.2f} critic updates/s', flush=True)
+    host = bench_host_loop(agent_cfg, state, steps)
+    print(f'host loop (native MuJoCo, numpy buffer, jitted update per step): {host:.2f} env steps/s', flush=True)
+    flops = update_flops(agent_cfg)
+    gflops = flops * fused['env_steps_per_s'] / 1e9
+    result = {
+        'env_steps_per_s': fused['env_steps_per_s'],
+        'updates_per_s': fused['updates_per_s'],
+        'updates_only_per_s': updates_only,
+        'overhead_ratio': fused['updates_per_s'] / updates_only,
+        'host_loop_env_steps_per_s': host,
+        'speedup_over_host_loop': fused['env_steps_per_s'] / host,
+        'update_gflop': flops / 1e9,
+        'update_gflops_per_s': gflops,
+        'matmul_gflops_per_s': matmul,
+        'matmul_fraction': gflops / matmul,
+        'compile_s': fused['compile_s'],
+    }
+    print(f"overhead ratio (fused / updates-only): {result['overhead_ratio']:.3f}")
+    print(f"speedup over the host loop: {result['speedup_over_host_loop']:.2f}x")
+    print(f"update arithmetic: {flops / 1e9:.2f} GFLOP per env step, {gflops:.1f} GFLOP/s = "
+          f"{100 * result['matmul_fraction']:.0f}% of the 1024^3 matmul rate")
+    return result
+
+
+BENCHES = {'online': online}
+
+
+def main(argv):
+    if len(argv) != 2 or argv[1] not in BENCHES:
+        print(f'error: name one benchmark: {", ".join(BENCHES)}', file=sys.stderr)
+        sys.exit(2)
+    import os
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+    result = BENCHES[argv[1]](_STEPS.value)
+    if _OUT.value:
+        with open(_OUT.value, 'w') as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == '__main__':
+    app.run(main)
