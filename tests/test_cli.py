@@ -1,5 +1,4 @@
 """The entry point: bad input fails fast with one line and exit code 2, writing nothing."""
-import os
 import subprocess
 import sys
 

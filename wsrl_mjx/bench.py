@@ -103,6 +103,7 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
     import numpy as np
 
     from wsrl_mjx.agents import sac
+    from wsrl_mjx.envs.wrappers import Transition
 
     env = gym.make('HalfCheetah-v5')
     obs_dim, act_dim = agent_cfg.obs_dim, agent_cfg.act_dim
@@ -128,7 +129,6 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
             store[name][row] = value
         size += 1
         idx = rng.integers(0, min(size, capacity), agent_cfg.critic_steps * agent_cfg.batch_size)
-        from wsrl_mjx.envs.wrappers import Transition
         batch = Transition(**{name: array[idx] for name, array in store.items()})
         agent, metrics = update(agent, batch, update_key)
         obs = env.reset()[0] if (terminated or truncated) else next_obs
@@ -151,14 +151,13 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
 
 
 def online(steps: int) -> dict:
+    from wsrl_mjx import train
     from wsrl_mjx.agents.sac import update_flops
 
     cfg = wsrl_config(steps)
     matmul = matmul_gflops()
     print(f'fp32 matmul 1024^3: {matmul:.1f} GFLOP/s', flush=True)
     fused, state = bench_fused(cfg, steps)
-    from wsrl_mjx.pipeline.programs import compile_online_programs
-    from wsrl_mjx import train
     agent_cfg = train.program_spec(cfg, 1).online.agent
     print(f"fused: {fused['env_steps_per_s']:.2f} env steps/s, {fused['updates_per_s']:.2f} critic updates/s "
           f"(compiled in {fused['compile_s']:.0f} s)", flush=True)
