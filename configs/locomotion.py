@@ -1,6 +1,6 @@
 """Locomotion presets: `python -m wsrl_mjx.train --config=configs/locomotion.py:<preset>`.
 
-  default  WSRL's online algorithm (10 critics, UTD 4) from scratch on halfcheetah, 8k steps: ~20 min
+  default  WSRL's online algorithm (10 critics, UTD 4) from scratch on halfcheetah, 8k steps: 20-25 min
            on 2 CPU cores
   smoke    every phase of a run with tiny sizes (tests, checks): seconds of running after 3-4 min of
            compiling the MJX programs on 2 cores
@@ -11,7 +11,7 @@ from wsrl_mjx.config import base_config
 
 
 def default():
-    # WSRL's online algorithm unchanged; only the step budget is cut to fit a 2-core CPU (~20 min).
+    # WSRL's online algorithm unchanged; only the step budget is cut to fit a 2-core CPU (20-25 min).
     c = base_config()
     c.name = 'default'
     c.online_steps = 8_000
