@@ -111,3 +111,22 @@ def test_tanh_normal_hand_value_and_mode():
     # Samples with a tiny std collapse onto the mode.
     action, _ = tanh_normal_sample(jax.random.key(0), jnp.array([0.3, -0.7]), jnp.full((2,), -11.0))
     np.testing.assert_allclose(action, np.tanh([0.3, -0.7]), atol=1e-4)
+
+
+def test_layer_norm_custom_backward_matches_autodiff_of_reference():
+    from kernels.ensemble import layer_norm, layer_norm_reference
+
+    x = jax.random.normal(jax.random.key(0), (3, 4, 8)) * 3.0 + 1.0
+    scale = 1.0 + 0.1 * jax.random.normal(jax.random.key(1), (3, 1, 8))  # broadcast over the batch axis
+    bias = 0.1 * jax.random.normal(jax.random.key(2), (3, 1, 8))
+    cotangent = jax.random.normal(jax.random.key(3), (3, 4, 8))
+    np.testing.assert_allclose(layer_norm(x, scale, bias), layer_norm_reference(x, scale, bias), rtol=1e-5, atol=1e-5)
+
+    def loss(fn):
+        return lambda *args: jnp.sum(fn(*args) * cotangent)
+
+    grads = jax.grad(loss(layer_norm), argnums=(0, 1, 2))(x, scale, bias)
+    expected = jax.grad(loss(layer_norm_reference), argnums=(0, 1, 2))(x, scale, bias)
+    for got, want in zip(grads, expected):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
