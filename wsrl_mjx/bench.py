@@ -119,28 +119,27 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
     obs, _ = env.reset(seed=0)
     size = 0
 
-    def one_step(agent, obs, size, key):
-        key, action_key, update_key = jax.random.split(key, 3)
-        action = np.asarray(act(agent.actor, obs, action_key))
+    def env_step(obs, action, size):
+        """Steps the env and stores the transition; returns (next obs to act on, size)."""
         next_obs, reward, terminated, truncated, _ = env.step(action)
         row = size % capacity
         for name, value in (('observation', obs), ('action', action), ('reward', reward),
                             ('next_observation', next_obs), ('mask', 1.0 - float(terminated))):
             store[name][row] = value
-        size += 1
+        obs = env.reset()[0] if (terminated or truncated) else next_obs
+        return obs, size + 1
+
+    def one_step(agent, obs, size, key):
+        key, action_key, update_key = jax.random.split(key, 3)
+        action = np.asarray(act(agent.actor, obs, action_key))
+        obs, size = env_step(obs, action, size)
         idx = rng.integers(0, min(size, capacity), agent_cfg.critic_steps * agent_cfg.batch_size)
         batch = Transition(**{name: array[idx] for name, array in store.items()})
         agent, metrics = update(agent, batch, update_key)
-        obs = env.reset()[0] if (terminated or truncated) else next_obs
         return agent, obs, size, key, metrics
 
     for _ in range(1_000):  # fill like the fused warmup (uniform actions, no updates)
-        next_obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-        row = size % capacity
-        store['observation'][row], store['next_observation'][row] = obs, next_obs
-        store['reward'][row], store['mask'][row] = reward, 1.0 - float(terminated)
-        size += 1
-        obs = env.reset()[0] if (terminated or truncated) else next_obs
+        obs, size = env_step(obs, env.action_space.sample(), size)
     agent, obs, size, key, metrics = one_step(agent, obs, size, key)  # compile
     jax.block_until_ready(metrics)
     tic = time.perf_counter()
