@@ -1,0 +1,157 @@
+"""Dataset files: round trip, D4RL files without next_observations, Minari files, validation, --info."""
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from wsrl_mjx.data.dataset import Dataset, DatasetError, load, summarize, write_hdf5
+
+OBS, ACT = 17, 6  # halfcheetah
+
+
+def episodes_dataset(lengths, terminal_last, cut_last, rng):
+    """Episodes laid end to end; observation[:2] = (episode, t) so every row says where it came from."""
+    obs, next_obs, terminals, timeouts = [], [], [], []
+    for e, (length, terminal, cut) in enumerate(zip(lengths, terminal_last, cut_last)):
+        o = rng.normal(size=(length + 1, OBS)).astype(np.float32)
+        o[:, 0], o[:, 1] = e, np.arange(length + 1)
+        obs.append(o[:-1])
+        next_obs.append(o[1:])
+        terminals.append(np.arange(length) == length - 1 if terminal else np.zeros(length, bool))
+        timeouts.append(np.arange(length) == length - 1 if cut else np.zeros(length, bool))
+    n = sum(lengths)
+    return Dataset(
+        observations=np.concatenate(obs), actions=rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32), next_observations=np.concatenate(next_obs),
+        terminals=np.concatenate(terminals), timeouts=np.concatenate(timeouts),
+        meta={'env': 'halfcheetah', 'level': 'test', 'seed': 3},
+    )
+
+
+def test_round_trip_keeps_arrays_and_metadata(tmp_path):
+    data = episodes_dataset([5, 3], [False, True], [True, False], np.random.default_rng(0))
+    path = str(tmp_path / 'd.hdf5')
+    write_hdf5(path, data)
+    with h5py.File(path) as f:
+        assert {'observations', 'actions', 'rewards', 'terminals', 'timeouts', 'next_observations'} <= set(f)
+    loaded = load(path, OBS, ACT)
+    for name in ('observations', 'actions', 'rewards', 'next_observations', 'terminals', 'timeouts'):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(data, name))
+    assert loaded.meta == data.meta
+
+
+def test_d4rl_file_without_next_observations_never_crosses_an_episode_end(tmp_path):
+    # Episode 0 times out after 5 steps, episode 1 ends terminal after 3, episode 2 is cut by the end
+    # of the file after 4 (D4RL's own layout: no next_observations, timeouts on the time-limit step).
+    data = episodes_dataset([5, 3, 4], [False, True, False], [True, False, False], np.random.default_rng(1))
+    path = str(tmp_path / 'd4rl.hdf5')
+    with h5py.File(path, 'w') as f:
+        for name in ('observations', 'actions', 'rewards', 'terminals', 'timeouts'):
+            f.create_dataset(name, data=getattr(data, name))
+    loaded = load(path, OBS, ACT)
+    # Dropped: the time-out step of episode 0 and the file's last step; the terminal step is kept.
+    assert len(loaded) == 4 + 3 + 3
+    episode, t = loaded.observations[:, 0], loaded.observations[:, 1]
+    next_episode, next_t = loaded.next_observations[:, 0], loaded.next_observations[:, 1]
+    assert np.all(next_episode == episode)  # no transition crosses an episode end
+    live = ~loaded.terminals
+    assert np.all(next_t[live] == t[live] + 1)
+    np.testing.assert_array_equal(loaded.next_observations[loaded.terminals], loaded.observations[loaded.terminals])
+    assert np.flatnonzero(loaded.terminals).tolist() == [6]
+    assert np.flatnonzero(loaded.timeouts).tolist() == [3, 9]  # the shortened episodes end there
+    assert summarize(loaded)['episodes'] == 3
+    rows = np.concatenate([np.arange(0, 4), np.arange(5, 8), np.arange(8, 11)])
+    np.testing.assert_array_equal(loaded.rewards, data.rewards[rows])
+    np.testing.assert_array_equal(loaded.actions, data.actions[rows])
+
+
+def test_minari_file(tmp_path):
+    rng = np.random.default_rng(2)
+    path = str(tmp_path / 'main_data.hdf5')
+    lengths = [4, 6]
+    with h5py.File(path, 'w') as f:
+        for i, length in enumerate(lengths):
+            g = f.create_group(f'episode_{i}')
+            g['observations'] = rng.normal(size=(length + 1, OBS))
+            g['actions'] = rng.uniform(-1, 1, (length, ACT))
+            g['rewards'] = rng.normal(size=length)
+            g['terminations'] = np.arange(length) == length - 1 if i == 0 else np.zeros(length, bool)
+            g['truncations'] = np.arange(length) == length - 1 if i == 1 else np.zeros(length, bool)
+        obs1 = f['episode_1/observations'][()]
+    loaded = load(path, OBS, ACT)
+    assert len(loaded) == 10 and loaded.terminals.tolist().count(True) == 1 and loaded.timeouts[-1]
+    np.testing.assert_allclose(loaded.next_observations[4:], obs1[1:].astype(np.float32))
+    assert summarize(loaded, 'halfcheetah')['episodes'] == 2
+
+
+def test_mc_returns_by_hand():
+    data = Dataset(
+        observations=np.zeros((5, 1), np.float32), actions=np.zeros((5, 1), np.float32),
+        rewards=np.array([1, 2, 3, 4, 5], np.float32), next_observations=np.zeros((5, 1), np.float32),
+        terminals=np.array([0, 1, 0, 0, 0], bool), timeouts=np.array([0, 0, 0, 0, 1], bool))
+    np.testing.assert_allclose(data.mc_returns(0.5), [1 + 0.5 * 2, 2, 3 + 0.5 * 4 + 0.25 * 5, 4 + 0.5 * 5, 5])
+    np.testing.assert_allclose(data.episode_returns(), [3, 12])
+
+
+def corrupt(tmp_path, kind):
+    data = episodes_dataset([5, 3], [False, True], [True, False], np.random.default_rng(0))
+    path = str(tmp_path / f'{kind}.hdf5')
+    if kind in ('empty', 'text'):
+        open(path, 'w').write('' if kind == 'empty' else 'observations,actions\n1,2\n')
+        return path, 'not an HDF5 file'
+    arrays = {k: getattr(data, k) for k in ('observations', 'actions', 'rewards', 'terminals', 'timeouts',
+                                            'next_observations')}
+    named = {'nan': 'rewards', 'rows': 'actions', 'missing': 'terminals', 'dtype': 'observations',
+             'obs_size': 'observations', 'truncated': 'HDF5'}[kind]
+    if kind == 'nan':
+        arrays['rewards'][2] = np.nan
+    elif kind == 'rows':
+        arrays['actions'] = arrays['actions'][:-1]
+    elif kind == 'missing':
+        del arrays['terminals']
+    elif kind == 'dtype':
+        arrays['observations'] = np.array([b'x'] * len(arrays['rewards']))
+    elif kind == 'obs_size':
+        arrays['observations'] = arrays['observations'][:, :11]
+        arrays['next_observations'] = arrays['next_observations'][:, :11]
+    with h5py.File(path, 'w') as f:
+        for k, v in arrays.items():
+            f.create_dataset(k, data=v)
+    if kind == 'truncated':
+        size = len(open(path, 'rb').read())
+        with open(path, 'r+b') as f:
+            f.truncate(size // 2)
+    return path, named
+
+
+@pytest.mark.parametrize('kind', ['empty', 'text', 'truncated', 'nan', 'rows', 'missing', 'dtype', 'obs_size'])
+def test_malformed_files_are_refused_naming_file_and_field(tmp_path, kind):
+    path, named = corrupt(tmp_path, kind)
+    with pytest.raises(DatasetError) as info:
+        load(path, OBS, ACT)
+    message = str(info.value)
+    assert message.startswith(path) and named in message and '\n' not in message
+
+
+def test_info_command_json_and_bad_file(tmp_path):
+    data = episodes_dataset([5, 3], [False, True], [True, False], np.random.default_rng(0))
+    path = str(tmp_path / 'd.hdf5')
+    write_hdf5(path, data)
+    result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.collect', '--info', path, '--json'], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    returns = [data.rewards[:5].sum(), data.rewards[5:].sum()]
+    assert info['transitions'] == 8 and info['episodes'] == 2
+    np.testing.assert_allclose(info['return_mean'], np.mean(returns), rtol=1e-6)
+    for key in ('normalized_score_mean', 'normalized_score_min', 'normalized_score_max'):
+        assert key in info
+    bad, _ = corrupt(tmp_path, 'nan')
+    result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.collect', '--info', bad], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and 'rewards' in lines[0], result.stderr

@@ -1,0 +1,1 @@
+"""Offline data: behaviour-policy files, D4RL-format datasets (I/O, validation), collection."""

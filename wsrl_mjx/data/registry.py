@@ -1,0 +1,40 @@
+"""Datasets by name: '<env>-<level>' is generated with wsrl_mjx.collect on first use and cached.
+
+Cache: $WSRL_MJX_DATASETS, default ~/.cache/wsrl_mjx/datasets; files are named
+<env>-<level>-n<size>-s<seed>.hdf5, so a different size or seed never reuses another's file.
+Anything else given as a dataset is read as the path of an HDF5 file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> str:
+    return os.environ.get('WSRL_MJX_DATASETS', os.path.join(Path.home(), '.cache', 'wsrl_mjx', 'datasets'))
+
+
+def parse_name(name: str) -> tuple[str, str] | None:
+    """(env, level) of a dataset name, or None when `name` is not one (then it is a file path)."""
+    from wsrl_mjx.collect import LEVELS
+    from wsrl_mjx.envs.registry import ENV_SPECS
+
+    env, _, level = name.partition('-')
+    return (env, level) if env in ENV_SPECS and level in LEVELS else None
+
+
+def resolve(name: str, size: int, seed: int = 0, quiet: bool = False) -> str:
+    """The file behind `name`, generating a named dataset into the cache when it is not there yet."""
+    parsed = parse_name(name)
+    if parsed is None:
+        return name
+    env, level = parsed
+    path = os.path.join(cache_dir(), f'{name}-n{size}-s{seed}.hdf5')
+    if not os.path.exists(path):
+        from wsrl_mjx.collect import collect
+        from wsrl_mjx.data.dataset import write_hdf5
+
+        if not quiet:
+            print(f'generating dataset {name} ({size} transitions, seed {seed}) into {path}')
+        write_hdf5(path, collect(env, level, size, seed, quiet=quiet))
+    return path
