@@ -1,0 +1,83 @@
+"""The seed axis over devices and hosts.
+
+Seeds are independent, so a run's programs are `vmap` over the seeds of one device inside
+`jax.shard_map` over a 1-D mesh of every device of every process (axis 'seeds'): no collectives run
+inside a program. With jax.distributed, each process holds the seeds of its own devices; the host
+reads per-seed values through `gather`, which is a no-op copy on one process.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+AXIS = 'seeds'
+
+
+class ParallelError(ValueError):
+    """Bad input for the device layout; one line naming the flag and what is allowed."""
+
+
+def seed_mesh() -> jax.sharding.Mesh:
+    """All devices of all processes on one axis."""
+    # Auto axis: shardings are layouts of the compiled programs, not part of the array types.
+    return jax.make_mesh((jax.device_count(),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=jax.devices())
+
+
+def seed_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """Leading (seed) axis split over the mesh, other axes whole."""
+    return NamedSharding(mesh, PartitionSpec(AXIS))
+
+
+def check_seeds(seeds: int) -> None:
+    devices = jax.device_count()
+    if seeds % devices:
+        raise ParallelError(f'--seeds={seeds} is not allowed with {devices} devices: a multiple of {devices} '
+                            f'(each device runs seeds/{devices} seeds)')
+
+
+def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0):
+    """fn over one seed -> fn over [seeds, ...] inputs and outputs, the seed axis split over `mesh`.
+
+    The first `seeded` positional arguments carry the seed axis; the `shared` ones after them (e.g. the
+    offline dataset) are one copy per device, the same for every seed.
+    """
+    spec = PartitionSpec(AXIS)
+    in_specs = (spec,) * seeded + (PartitionSpec(),) * shared
+    vmapped = jax.vmap(fn, in_axes=(0,) * seeded + (None,) * shared)
+    # check_vma off: MJX's solver has lax.conds whose branches jax's varying-axis check rejects; every
+    # value here is per seed anyway (no collectives), so there is nothing for the check to find.
+    return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False)
+
+
+def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
+    """One whole copy on every device (the offline dataset)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def gather(tree):
+    """Host numpy copy of every seed of `tree` (all processes' shards when running on several hosts)."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """jax.distributed.initialize from flags, else from the usual environment (SLURM, Open MPI, ...).
+
+    Does nothing for a single process (no coordinator given and none found in the environment).
+    """
+    env_coordinator = os.environ.get('JAX_COORDINATOR_ADDRESS')
+    cluster = any(k in os.environ for k in ('SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE'))
+    if not (coordinator or env_coordinator or cluster):
+        return
+    # CPU devices need a collectives backend for the host-side gathers; GPUs ignore this setting.
+    # (Asking for the backend here would initialise it, which jax.distributed must come before.)
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=coordinator or env_coordinator,
+                               num_processes=num_processes, process_id=process_id)
