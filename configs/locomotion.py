@@ -20,12 +20,22 @@ def default():
     c.log_interval = 250
     c.eval_interval = 1_000
     c.eval_episodes = 5
+    c.checkpoint_interval = 1_000
     return c
 
 
 def smoke():
+    # The whole WSRL pipeline (random-policy dataset -> CQL pretraining -> policy warmup -> ensemble
+    # SAC) at toy sizes.
     c = base_config()
     c.name = 'smoke'
+    c.dataset = 'halfcheetah-random'
+    c.dataset_size = 512
+    c.pretrain.steps = 40
+    c.pretrain.log_interval = 20
+    c.pretrain.eval_interval = 40
+    c.pretrain.batch_size = 16
+    c.pretrain.cql_n_actions = 4
     c.episode_length = 50
     c.num_envs = 2
     c.online_steps = 400
@@ -34,6 +44,7 @@ def smoke():
     c.log_interval = 100
     c.eval_interval = 100
     c.eval_episodes = 2
+    c.checkpoint_interval = 100
     c.agent.num_critics = 4
     c.agent.critic_hidden = (32, 32)
     c.agent.actor_hidden = (32, 32)
@@ -45,6 +56,7 @@ def smoke():
 def sac():
     c = base_config()
     c.name = 'sac'
+    c.method = 'scratch'
     c.online_steps = 100_000
     c.warmup_steps = 5_000
     c.buffer_capacity = 100_000

@@ -13,6 +13,11 @@ CASES = [
     (['--config.buffer_capacity=100', '--config.agent.batch_size=64'], 'config.agent.batch_size'),
     (['--seeds=0'], '--seeds'),
     (['--config=configs/locomotion.py:nope'], 'nope'),
+    (['--config.method=nope'], 'config.method'),
+    (['--config.pretrain.algo=bc'], 'config.pretrain.algo'),
+    (['--config.dataset=hopper-medium'], 'config.dataset'),  # another env's dataset
+    (['--config.dataset=README.md'], 'config.dataset'),
+    (['--config.dataset=/nonexistent/d4rl.hdf5'], '/nonexistent/d4rl.hdf5'),
 ]
 
 

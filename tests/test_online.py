@@ -1,4 +1,5 @@
-"""Tiers 2-5 on the smoke config: the fused online program, its reproducibility and the run directory."""
+"""The smoke run (random-policy dataset -> CQL pretraining -> policy warmup -> ensemble SAC, 2 seeds):
+the fused programs, the phase change, reproducibility and the run directory."""
 import json
 import os
 
@@ -6,19 +7,22 @@ import jax
 import numpy as np
 
 from wsrl_mjx import train
-from wsrl_mjx.pipeline import online
-from wsrl_mjx.pipeline.programs import compile_online_programs
+from wsrl_mjx.pipeline import offline, online
+from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
 
 
 def test_run_directory_contract(smoke_run):
-    cfg, run_dir, summary, _ = smoke_run
-    assert {'config.json', 'metrics.jsonl', 'summary.json', 'curves.png'} <= set(os.listdir(run_dir))
+    cfg, run_dir, summary, _, _ = smoke_run
+    assert {'config.json', 'metrics.jsonl', 'summary.json', 'curves.png', 'checkpoints', 'policies'} <= set(
+        os.listdir(run_dir))
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(run_dir))
     records = [json.loads(line) for line in open(os.path.join(run_dir, 'metrics.jsonl'))]
-    assert {r['phase'] for r in records} == {'warmup', 'finetune'}
-    evals = [r for r in records if 'normalized_score' in r]
-    assert [r['step'] for r in evals] == [100, 200, 300, 400]
-    assert all(len(r['normalized_score']) == 2 and len(r['return']) == 2 for r in evals)
+    assert {r['phase'] for r in records} == {'pretrain', 'warmup', 'finetune'}
+    evals = [(r['phase'], r['step']) for r in records if 'normalized_score' in r]
+    assert evals == [('pretrain', 40), ('warmup', 100), ('finetune', 200), ('finetune', 300), ('finetune', 400)]
+    pretrain = [r for r in records if r['phase'] == 'pretrain' and 'cql_gap' in r]
+    assert [r['step'] for r in pretrain] == [20, 40]
+    assert all(np.all(np.isfinite(r['critic_loss'])) and r['updates_per_s'] > 0 for r in pretrain)
     train_records = [r for r in records if r['phase'] == 'finetune' and 'critic_loss' in r]
     assert len(train_records) == 3
     for r in train_records:
@@ -26,25 +30,65 @@ def test_run_directory_contract(smoke_run):
     with open(os.path.join(run_dir, 'summary.json')) as f:
         saved = json.load(f)
     assert saved == summary
-    np.testing.assert_allclose(saved['normalized_score'], evals[-1]['normalized_score'])
+    evaluated = [r for r in records if 'normalized_score' in r]
+    assert saved['normalized_score_offline'] == evaluated[0]['normalized_score']
+    assert saved['normalized_score_after_warmup'] == evaluated[1]['normalized_score']
+    assert saved['normalized_score'] == evaluated[-1]['normalized_score']
     assert saved['normalized_score_mean'] == np.mean(saved['normalized_score'])
+    table = train.result_table(saved)
+    assert 'offline' in table and 'after warmup' in table and 'final' in table
 
 
 def test_each_program_traced_once(smoke_run):
-    # The run called the training program for three chunks; a retrace would mean a recompile.
+    # Two pretraining chunks and three training chunks ran; a retrace would mean a recompile.
+    assert offline.TRACES['pretrain'] == 1
     assert online.TRACES['train'] == 1 and online.TRACES['warmup'] == 1
 
 
-def test_buffer_holds_every_transition(smoke_run):
-    cfg, _, _, state = smoke_run
+def test_buffer_holds_every_online_transition_and_no_offline_data(smoke_run):
+    cfg, _, _, state, dataset = smoke_run
     assert np.all(np.asarray(state.env_steps) == cfg.online_steps)
     assert np.all(np.asarray(state.buffer.size) == cfg.online_steps)  # capacity == online_steps in smoke
+    # The online state is agent + buffer + envs + key + counter; no leaf has the dataset's rows.
+    assert set(vars(state)) == {'agent', 'buffer', 'env', 'key', 'env_steps'}
+    assert all(len(dataset) not in np.shape(leaf)[1:2] for leaf in jax.tree.leaves(state))
+
+
+def test_hand_over_keeps_the_pretrained_agent_bit_for_bit(smoke_run):
+    cfg, _, _, _, dataset = smoke_run
+    spec = train.program_spec(cfg, 2, len(dataset))
+    pspec = train.pretrain_spec(cfg, 2, len(dataset))
+    progs, pprogs = compile_online_programs(spec), compile_pretrain_programs(pspec)
+    run_key, agent_key, _, pretrain_key = train.seed_keys(cfg, 2)
+    data = offline.from_dataset(dataset, cfg.agent.discount, sharding=pprogs.data_sharding)
+    state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
+    state, _ = pprogs.train(state, data)
+    pretrained = jax.tree.map(np.asarray, state.agent)
+    online_state = train.hand_over(state, progs, run_key, spec, pspec)
+    data.delete()
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(data))
+    for a, b in zip(jax.tree.leaves(pretrained), jax.tree.leaves(online_state.agent), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    assert np.all(np.asarray(online_state.buffer.size) == 0)
+
+
+def test_warmup_changes_nothing_but_the_buffer(smoke_run):
+    # The actor evaluated right after warmup is the actor that left pretraining (no updates in warmup).
+    from wsrl_mjx.data.policies import load_actor
+
+    cfg, run_dir, _, _, _ = smoke_run
+    for seed in (0, 1):
+        left, _ = load_actor(os.path.join(run_dir, 'policies', f'seed{seed}_pretrain0000040.npz'))
+        entered, meta = load_actor(os.path.join(run_dir, 'policies', f'seed{seed}_step0000100.npz'))
+        assert meta['phase'] == 'warmup'
+        for a, b in zip(jax.tree.leaves(left), jax.tree.leaves(entered), strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_time_limit_keeps_true_final_observation(smoke_run):
     """Within an episode, next_observation[t] == observation[t+1]; at the time limit it is the true
     final observation, not the reset one, and it still bootstraps (mask 1: halfcheetah never terminates)."""
-    cfg, _, _, state = smoke_run
+    cfg, _, _, state, _ = smoke_run
     data = jax.tree.map(np.asarray, state.buffer.data)
     n, length = cfg.num_envs, cfg.episode_length
     for seed in range(2):
@@ -66,27 +110,27 @@ def test_time_limit_keeps_true_final_observation(smoke_run):
             assert np.all(np.abs(next_obs[ends]).max(axis=-1) > 0.6)
 
 
-def replay(cfg, seeds_values):
-    """init -> warmup -> every training chunk, with the run's compiled programs, for given seed values."""
-    import jax.numpy as jnp
-
-    progs = compile_online_programs(train.program_spec(cfg, len(seeds_values)))
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds_values))
-    run_key, agent_key, _ = jax.vmap(lambda k: jax.random.split(k, 3), out_axes=1)(keys)
-    state = progs.init(run_key, progs.init_agent(agent_key))
-    state, _ = progs.warmup(state)
-    for _ in range(train.program_spec(cfg, len(seeds_values)).plan.chunks):
-        state, _ = progs.train(state)
-    return state
-
-
-def test_seeds_differ_and_one_seed_reproduces(smoke_run):
-    cfg, _, _, state = smoke_run
+def test_seeds_differ_and_a_run_reproduces(smoke_run, tmp_path):
+    cfg, run_dir, summary, state, dataset = smoke_run
     kernel = np.asarray(state.agent.critic[0]['kernel'])
     assert not np.allclose(kernel[0], kernel[1])  # seeds 0 and 1 differ
-    again = replay(cfg, [0, 0])  # same compiled program, seed 0 twice
-    for leaf_run, leaf_again in zip(jax.tree.leaves(state.agent), jax.tree.leaves(again.agent)):
-        np.testing.assert_array_equal(np.asarray(leaf_again)[0], np.asarray(leaf_again)[1])
-        np.testing.assert_array_equal(np.asarray(leaf_again)[0], np.asarray(leaf_run)[0])
-    np.testing.assert_array_equal(np.asarray(again.buffer.data.observation)[0],
-                                  np.asarray(state.buffer.data.observation)[0])
+    again_summary, again = train.run(cfg, seeds=2, run_dir=str(tmp_path / 'again'), quiet=True, dataset=dataset)
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again), strict=True):
+        a, b = (jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert again_summary['normalized_score'] == summary['normalized_score']
+
+
+def test_collect_reproduces_the_generated_dataset(smoke_run):
+    # The fixture's dataset was generated by the registry on first use; the same (env, level, size,
+    # seed) collected again gives the same arrays and metadata.
+    from wsrl_mjx.collect import collect
+
+    cfg, _, _, _, dataset = smoke_run
+    again = collect('halfcheetah', 'random', cfg.dataset_size, 0, quiet=True)
+    for name in ('observations', 'actions', 'rewards', 'next_observations', 'terminals', 'timeouts'):
+        np.testing.assert_array_equal(getattr(again, name), getattr(dataset, name))
+    assert json.loads(json.dumps(again.meta)) == dataset.meta
+    assert len(dataset) == cfg.dataset_size and dataset.timeouts.sum() == 64  # one cut episode per env
+    other = collect('halfcheetah', 'random', cfg.dataset_size, 1, quiet=True)
+    assert not np.allclose(other.observations, dataset.observations)

@@ -1,4 +1,4 @@
-"""Benchmarks: python -m wsrl_mjx.bench online [--out FILE] [--steps N]
+"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
 halfcheetah, one env, one seed):
@@ -7,6 +7,8 @@ halfcheetah, one env, one seed):
   - the reference implementation's way of driving it: a Python loop over single steps of native MuJoCo
     (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step;
   - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context.
+`offline` measures pretraining updates/s of CQL, Cal-QL and IQL; `checkpoint` the save time of a full
+1M-transition state and the online phase's slowdown with checkpoints (see each function).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ def wsrl_config(steps: int):
     from configs import locomotion
 
     cfg = locomotion.get_config('paper')
+    cfg.method = 'scratch'  # the online program alone
     cfg.warmup_steps = 1_000  # uniform actions: a buffer to sample from
     cfg.log_interval = steps
     cfg.online_steps = cfg.warmup_steps + 2 * steps
@@ -54,7 +57,7 @@ def bench_fused(cfg, steps: int) -> dict:
 
     tic = time.perf_counter()
     progs = compile_online_programs(train.program_spec(cfg, seeds=1))
-    run_key, agent_key, _ = train.seed_keys(cfg, 1)
+    run_key, agent_key = train.seed_keys(cfg, 1)[:2]
     state = progs.init(run_key, progs.init_agent(agent_key))
     compile_s = time.perf_counter() - tic
     state, _ = progs.warmup(state)
@@ -186,7 +189,118 @@ def online(steps: int) -> dict:
     return result
 
 
-BENCHES = {'online': online}
+def offline(steps: int) -> dict:
+    """Pretraining updates/s of CQL, Cal-QL and IQL at WSRL's locomotion sizes (10 critics of 2x256,
+    batch 256, 10 sampled actions), one seed, on a synthetic dataset of 100k halfcheetah-shaped rows
+    (the update's cost does not depend on the data's values)."""
+    import jax
+    import numpy as np
+
+    from wsrl_mjx import train
+    from wsrl_mjx.data.dataset import Dataset
+    from wsrl_mjx.pipeline import offline as offline_pipeline
+    from wsrl_mjx.pipeline.programs import compile_pretrain_programs
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    dataset = Dataset(
+        observations=rng.normal(size=(n, 17)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 6)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, 17)).astype(np.float32),
+        terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
+    result = {}
+    for algo in ('cql', 'calql', 'iql'):
+        cfg = wsrl_config(steps)
+        cfg.pretrain.algo = algo
+        cfg.pretrain.log_interval = steps
+        cfg.pretrain.steps = steps
+        tic = time.perf_counter()
+        progs = compile_pretrain_programs(train.pretrain_spec(cfg, 1, n))
+        _, agent_key, _, pretrain_key = train.seed_keys(cfg, 1)
+        data = offline_pipeline.from_dataset(dataset, cfg.agent.discount, sharding=progs.data_sharding)
+        state = progs.init(pretrain_key, progs.init_agent(agent_key))
+        state, _ = progs.train(state, data)  # first call: caches warm
+        jax.block_until_ready(state)
+        compile_s = time.perf_counter() - tic
+        tic = time.perf_counter()
+        state, _ = progs.train(state, data)
+        jax.block_until_ready(state)
+        rate = steps / (time.perf_counter() - tic)
+        result[algo] = {'updates_per_s': rate, 'compile_and_first_chunk_s': compile_s}
+        print(f'{algo}: {rate:.2f} pretraining updates/s (batch 256; compile + first chunk {compile_s:.0f} s)',
+              flush=True)
+        data.delete()
+    return result
+
+
+def checkpoint(steps: int) -> dict:
+    """Time of one save of the complete online state with a full 1M-transition buffer (WSRL's locomotion
+    networks), and the online phase's slowdown with checkpoints on versus off: a chunk of `steps` env
+    steps with a save started after it (asynchronous: the next chunk overlaps the writes), against the
+    same chunks without saves."""
+    import shutil
+    import tempfile
+
+    import jax
+
+    from wsrl_mjx import train
+    from wsrl_mjx.checkpoint import Checkpointer
+    from wsrl_mjx.pipeline.programs import compile_online_programs
+
+    cfg = wsrl_config(steps)
+    cfg.buffer_capacity = 1_000_000
+    progs = compile_online_programs(train.program_spec(cfg, seeds=1))
+    run_key, agent_key = train.seed_keys(cfg, 1)[:2]
+    state = progs.init(run_key, progs.init_agent(agent_key))
+    # Full buffer: the bytes of a save do not depend on the values, only on the capacity.
+    state = state.replace(buffer=state.buffer.replace(size=state.buffer.size * 0 + cfg.buffer_capacity))
+    state, _ = progs.warmup(state)
+    state, _ = progs.train(state)
+    jax.block_until_ready(state)
+    leaves = jax.tree.leaves(state)
+    size_gb = sum(x.size * x.dtype.itemsize for x in leaves if hasattr(x, 'dtype') and x.dtype != object) / 1e9
+    directory = tempfile.mkdtemp(prefix='wsrl_mjx_bench_')
+    try:
+        checkpointer = Checkpointer(directory)
+        tic = time.perf_counter()
+        checkpointer.save(1, (state, state.key), {'bench': True})
+        blocking = time.perf_counter() - tic
+        checkpointer.wait()
+        total = time.perf_counter() - tic
+        print(f'save of {size_gb:.2f} GB: {blocking:.2f} s blocking, {total:.2f} s until on disk', flush=True)
+
+        def chunks(save: bool, n: int = 3) -> float:
+            nonlocal state
+            tic = time.perf_counter()
+            for i in range(n):
+                state, _ = progs.train(state)
+                jax.block_until_ready(state)
+                if save:
+                    checkpointer.save(2 + i + (100 if save else 0), (state, state.key), {'bench': True})
+            checkpointer.wait()
+            return time.perf_counter() - tic
+
+        off = chunks(False)
+        on = chunks(True)
+        checkpointer.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    slowdown = on / off - 1.0
+    steps_per_s = 3 * steps / off
+    # At the default interval the run pays the extra time of one save per checkpoint_interval steps.
+    per_save = (on - off) / 3
+    interval_s = cfg.checkpoint_interval / steps_per_s
+    at_default = per_save / interval_s
+    print(f'{steps}-step chunks: {off:.1f} s without saves, {on:.1f} s with a save after every chunk '
+          f'({100 * slowdown:.1f}% slower; {per_save:.2f} s per save)')
+    print(f'at the default interval ({cfg.checkpoint_interval} env steps = {interval_s:.0f} s at '
+          f'{steps_per_s:.2f} env steps/s): {100 * at_default:.2f}% slower')
+    return {'state_gb': size_gb, 'save_blocking_s': blocking, 'save_total_s': total, 'chunk_steps': steps,
+            'chunks_s_without_saves': off, 'chunks_s_with_saves': on, 'slowdown_with_save_every_chunk': slowdown,
+            'seconds_per_save_in_run': per_save, 'checkpoint_interval': cfg.checkpoint_interval,
+            'slowdown_at_default_interval': at_default}
+
+
+BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
 
 
 def main(argv):

@@ -25,17 +25,24 @@ def base_config() -> ml_collections.ConfigDict:
     """Every key, with WSRL's online constants for locomotion (WSRL.md)."""
     c = ml_collections.ConfigDict()
     c.name = 'wsrl'
+    c.method = 'wsrl'  # see METHODS
     c.env = 'halfcheetah'
+    # '<env>-<level>' (generated with python -m wsrl_mjx.collect on first use and cached, see
+    # wsrl_mjx.data.registry) or the path of an HDF5 file (D4RL keys, D4RL or Minari layout).
+    c.dataset = 'halfcheetah-medium'
+    c.dataset_size = 1_000_000  # transitions of a generated dataset (D4RL's medium has 1M)
     c.episode_length = 1000
     c.seed = 0  # seeds used: seed, seed + 1, ..., seed + --seeds - 1
     c.num_envs = 1  # parallel envs per seed; each env step of all of them is one update
     c.online_steps = 300_000  # env transitions per seed, warmup included
     c.warmup_steps = 5_000  # transitions collected before the first update
-    c.warmup_policy = 'uniform'  # 'policy' (WSRL, after pretraining) or 'uniform' (from scratch)
+    c.warmup_policy = 'auto'  # 'auto': the method's (policy after pretraining, else uniform), 'policy', 'uniform'
     c.buffer_capacity = 2_000_000
     c.log_interval = 1_000  # transitions per compiled chunk: one host round trip each
     c.eval_interval = 20_000
     c.eval_episodes = 20
+    c.checkpoint_interval = 20_000  # env steps per seed between checkpoints (also at each phase end); 0: none
+    c.checkpoint_keep = 3  # checkpoints kept (the newest)
 
     a = ml_collections.ConfigDict()
     a.num_critics = 10
@@ -57,7 +64,67 @@ def base_config() -> ml_collections.ConfigDict:
     a.target_entropy = ml_collections.config_dict.placeholder(float)  # None: -|A|
     a.matmul_dtype = 'float32'
     c.agent = a
+
+    p = ml_collections.ConfigDict()
+    p.algo = 'cql'  # cql, calql or iql; WSRL pretrains locomotion with CQL
+    p.steps = 250_000
+    p.batch_size = 256
+    p.log_interval = 5_000  # updates per compiled chunk
+    p.eval_interval = 50_000
+    p.reward_scale = 1.0
+    p.reward_bias = 0.0
+    p.cql_alpha = 5.0
+    p.cql_n_actions = 10
+    p.cql_temperature = 1.0
+    p.cql_importance_sample = True
+    p.cql_max_target_backup = True
+    p.iql_expectile = 0.7
+    p.iql_beta = 3.0
+    p.iql_lr = 3e-4  # IQL's actor, critic and value learning rate
+    c.pretrain = p
     return c
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """What a method runs (derived from config.method; never written back into the config)."""
+    pretrain: str | None  # offline algorithm, None: no pretraining
+    online: str  # update rule online: 'sac' or the offline algorithm continued
+    warmup: bool  # collect warmup_steps before the first update
+    offline_ratio: float  # share of each online batch drawn from the offline data
+
+
+METHODS = ('wsrl', 'no_warmup', 'retain', 'rlpd', 'calql', 'cql', 'iql', 'scratch')
+PRETRAIN_ALGOS = ('cql', 'calql', 'iql')
+
+
+def method(cfg) -> Method:
+    algo = cfg.pretrain.algo
+    return {
+        'wsrl': Method(algo, 'sac', True, 0.0),
+        'no_warmup': Method(algo, 'sac', False, 0.0),
+        'retain': Method(algo, 'sac', True, 0.5),
+        'rlpd': Method(None, 'sac', False, 0.5),
+        'calql': Method('calql', 'calql', False, 0.5),
+        'cql': Method('cql', 'cql', False, 0.5),
+        'iql': Method('iql', 'iql', False, 0.5),
+        'scratch': Method(None, 'sac', True, 0.0),
+    }[cfg.method]
+
+
+def uses_dataset(cfg) -> bool:
+    m = method(cfg)
+    return m.pretrain is not None or m.offline_ratio > 0
+
+
+def warmup_steps(cfg) -> int:
+    return cfg.warmup_steps if method(cfg).warmup else 0
+
+
+def warmup_policy(cfg) -> str:
+    if cfg.warmup_policy != 'auto':
+        return cfg.warmup_policy
+    return 'policy' if method(cfg).pretrain is not None else 'uniform'
 
 
 def _require(ok: bool, key: str, value, allowed: str):
@@ -68,8 +135,32 @@ def _require(ok: bool, key: str, value, allowed: str):
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Raises ConfigError on the first bad value."""
     _require(cfg.env in ENV_SPECS, 'env', cfg.env, f'one of {", ".join(ENV_SPECS)}')
-    _require(cfg.warmup_policy in WARMUP_POLICIES, 'warmup_policy', cfg.warmup_policy,
-             f'one of {", ".join(WARMUP_POLICIES)}')
+    _require(cfg.method in METHODS, 'method', cfg.method, f'one of {", ".join(METHODS)}')
+    _require(cfg.pretrain.algo in PRETRAIN_ALGOS, 'pretrain.algo', cfg.pretrain.algo,
+             f'one of {", ".join(PRETRAIN_ALGOS)}')
+    _require(cfg.warmup_policy in ('auto', *WARMUP_POLICIES), 'warmup_policy', cfg.warmup_policy,
+             f'one of auto, {", ".join(WARMUP_POLICIES)}')
+    _require(isinstance(cfg.dataset, str) and cfg.dataset != '', 'dataset', cfg.dataset,
+             '<env>-<level> or the path of an HDF5 file')
+    from wsrl_mjx.data.registry import parse_name
+
+    named = parse_name(cfg.dataset)
+    _require(named is None or named[0] == cfg.env, 'dataset', cfg.dataset, f'a dataset of env={cfg.env}')
+    _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
+             '<env>-<level> (levels: random, medium, medium-replay, expert, medium-expert) or an .hdf5/.h5 file')
+    for key in ('dataset_size', 'pretrain.steps', 'pretrain.batch_size', 'pretrain.log_interval',
+                'pretrain.eval_interval', 'pretrain.cql_n_actions'):
+        value = cfg
+        for part in key.split('.'):
+            value = value[part]
+        _require(isinstance(value, int) and value > 0, key, value, 'a positive integer')
+    p = cfg.pretrain
+    _require(p.steps % p.log_interval == 0, 'pretrain.steps', p.steps, f'a multiple of pretrain.log_interval={p.log_interval}')
+    _require(p.eval_interval % p.log_interval == 0, 'pretrain.eval_interval', p.eval_interval,
+             f'a multiple of pretrain.log_interval={p.log_interval}')
+    for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr', 'reward_scale'):
+        _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
+    _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
     _require(cfg.agent.matmul_dtype in MATMUL_DTYPES, 'agent.matmul_dtype', cfg.agent.matmul_dtype,
              f'one of {", ".join(MATMUL_DTYPES)}')
     for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
@@ -79,8 +170,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         for part in key.split('.'):
             value = value[part]
         _require(isinstance(value, int) and value > 0, key, value, 'a positive integer')
-    _require(isinstance(cfg.warmup_steps, int) and cfg.warmup_steps >= 0, 'warmup_steps', cfg.warmup_steps,
-             'a non-negative integer')
+    for key in ('warmup_steps', 'checkpoint_interval'):
+        _require(isinstance(cfg[key], int) and cfg[key] >= 0, key, cfg[key], 'a non-negative integer')
+    _require(isinstance(cfg.checkpoint_keep, int) and cfg.checkpoint_keep > 0, 'checkpoint_keep',
+             cfg.checkpoint_keep, 'a positive integer')
     for key in ('critic_hidden', 'actor_hidden'):
         sizes = tuple(cfg.agent[key])
         _require(len(sizes) > 0 and all(isinstance(s, int) and s > 0 for s in sizes), f'agent.{key}', sizes,
@@ -99,12 +192,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(batch <= cfg.buffer_capacity, 'agent.batch_size', cfg.agent.batch_size,
              f'agent.critic_steps * agent.batch_size = {batch} must fit the buffer '
              f'(buffer_capacity={cfg.buffer_capacity})')
-    _require(cfg.online_steps > cfg.warmup_steps, 'online_steps', cfg.online_steps,
-             f'more than warmup_steps={cfg.warmup_steps}')
-    _require((cfg.online_steps - cfg.warmup_steps) % cfg.log_interval == 0, 'online_steps', cfg.online_steps,
-             f'warmup_steps + a multiple of log_interval={cfg.log_interval}')
-    _require(cfg.eval_interval % cfg.log_interval == 0, 'eval_interval', cfg.eval_interval,
-             f'a multiple of log_interval={cfg.log_interval}')
+    k = warmup_steps(cfg)
+    _require(cfg.online_steps > k, 'online_steps', cfg.online_steps, f'more than the warmup steps ({k})')
+    _require((cfg.online_steps - k) % cfg.log_interval == 0, 'online_steps', cfg.online_steps,
+             f'the warmup steps ({k}) + a multiple of log_interval={cfg.log_interval}')
+    for key in ('eval_interval', 'checkpoint_interval'):
+        _require(cfg[key] % cfg.log_interval == 0, key, cfg[key], f'a multiple of log_interval={cfg.log_interval}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +211,11 @@ class Schedule:
 
 def schedule(cfg) -> Schedule:
     n = cfg.num_envs
+    k = warmup_steps(cfg)
     return Schedule(
-        warmup_iterations=cfg.warmup_steps // n,
+        warmup_iterations=k // n,
         chunk_iterations=cfg.log_interval // n,
-        chunks=(cfg.online_steps - cfg.warmup_steps) // cfg.log_interval,
+        chunks=(cfg.online_steps - k) // cfg.log_interval,
         eval_every_chunks=cfg.eval_interval // cfg.log_interval,
     )
 
@@ -137,3 +231,17 @@ def sac_config(cfg, obs_dim: int, act_dim: int) -> SACConfig:
         actor_lr=a.actor_lr, critic_lr=a.critic_lr, temperature_lr=a.temperature_lr,
         init_temperature=a.init_temperature, target_entropy=a.target_entropy, matmul_dtype=a.matmul_dtype,
     )
+
+
+def offline_config(cfg, agent: SACConfig, algo: str):
+    """The static config of an offline algorithm (pretraining, or continued online) around `agent`."""
+    from wsrl_mjx.agents.cql import CQLConfig
+    from wsrl_mjx.agents.iql import IQLConfig
+
+    p = cfg.pretrain
+    if algo == 'iql':
+        return IQLConfig(sac=dataclasses.replace(agent, actor_lr=p.iql_lr, critic_lr=p.iql_lr),
+                         expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
+    return CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
+                     importance_sample=p.cql_importance_sample, max_target_backup=p.cql_max_target_backup,
+                     calql=algo == 'calql')

@@ -26,11 +26,12 @@ class RunWriter:
     Per-seed lists are written to TensorBoard as their mean over seeds.
     """
 
-    def __init__(self, run_dir: str):
+    def __init__(self, run_dir: str, purge_step: int | None = None):
+        """purge_step: on resume, TensorBoard hides the old events from this step on (they are rewritten)."""
         from tensorboardX import SummaryWriter
 
         self._jsonl = open(os.path.join(run_dir, 'metrics.jsonl'), 'a')
-        self._tb = SummaryWriter(run_dir)
+        self._tb = SummaryWriter(run_dir, purge_step=purge_step)
 
     def write(self, record: dict) -> None:
         record = to_python(record)

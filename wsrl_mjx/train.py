@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -19,8 +20,13 @@ DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / 'configs' / 'locomoti
 
 _CONFIG = config_flags.DEFINE_config_file('config', f'{DEFAULT_CONFIG}:default', 'Config file and preset.')
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory (default runs/<name>-<timestamp>).')
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program.')
+_SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program and split over devices.')
 _QUIET = flags.DEFINE_bool('quiet', False, 'No progress bar.')
+_RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in --run_dir from its latest checkpoint.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for runs over several processes (jax.distributed).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.')
 
 
 class UsageError(Exception):
@@ -33,10 +39,11 @@ def fail(message: str) -> None:
 
 
 def parse_args(argv: list[str]):
-    """Parses flags and validates the config; raises UsageError with one line on bad input."""
-    from wsrl_mjx.config import ConfigError, validate
+    """Parses flags and validates the config; raises UsageError with one line on bad input.
 
-    from wsrl_mjx.config import base_config
+    Returns (config, seeds, run_dir, resume).
+    """
+    from wsrl_mjx.config import ConfigError, base_config, validate
 
     try:
         flags.FLAGS(argv)
@@ -54,12 +61,72 @@ def parse_args(argv: list[str]):
         raise UsageError(f'unknown config key {key!r}; top-level keys: {allowed} (agent.* for the agent)') from None
     except ConfigError as e:
         raise UsageError(str(e)) from None
-    if _SEEDS.value < 1:
-        raise UsageError(f'--seeds={_SEEDS.value} is not allowed: a positive integer')
+    seeds = _SEEDS.value
+    if seeds < 1:
+        raise UsageError(f'--seeds={seeds} is not allowed: a positive integer')
+    if _RESUME.value:
+        cfg, seeds = _resumed_config(argv, cfg, seeds)
+        return cfg, seeds, _RUN_DIR.value, True
     run_dir = _RUN_DIR.value or os.path.join('runs', f'{cfg.name}-{time.strftime("%Y%m%d-%H%M%S")}')
-    if os.path.exists(run_dir) and os.listdir(run_dir):
-        raise UsageError(f'--run_dir={run_dir} already holds files: choose a new directory')
-    return cfg, _SEEDS.value, run_dir
+    # Other processes of a multi-process run share the directory process 0 is creating.
+    if not _PROCESS_ID.value and os.path.exists(run_dir) and os.listdir(run_dir):
+        raise UsageError(f'--run_dir={run_dir} already holds files: choose a new directory, or add --resume')
+    return cfg, seeds, run_dir, False
+
+
+def _resumed_config(argv: list[str], cfg, seeds: int):
+    """The config and seed count of the run being resumed; refuses a different config or seed count."""
+    import ml_collections
+
+    from wsrl_mjx.config import ConfigError, validate
+
+    run_dir = _RUN_DIR.value
+    if not run_dir:
+        raise UsageError('--resume needs --run_dir=DIR, the run directory to continue')
+    path = os.path.join(run_dir, 'config.json')
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        saved_config, saved_seeds = saved['config'], int(saved['seeds'])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UsageError(f'--run_dir={run_dir}: no readable config.json with config and seeds; not a run directory')
+    if latest_checkpoint_step(run_dir) is None:
+        raise UsageError(f'--run_dir={run_dir} holds no finished checkpoint to resume from')
+    if any(a == '--config' or a.startswith('--config=') or a.startswith('--config.') for a in argv[1:]):
+        key, given, started = _first_difference(json_config(cfg), saved_config)
+        if key is not None:
+            raise UsageError(f'--resume: config.{key}={given!r} differs from {started!r}, the value the run in '
+                             f'{run_dir} started with; resume with the same config')
+    else:
+        cfg = ml_collections.ConfigDict(saved_config)
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            raise UsageError(f'{path}: {e}') from None
+    if flags.FLAGS['seeds'].present and seeds != saved_seeds:
+        raise UsageError(f'--resume: --seeds={seeds} differs from {saved_seeds}, the seeds the run in {run_dir} '
+                         f'started with')
+    return cfg, saved_seeds
+
+
+def _first_difference(given, started, prefix: str = ''):
+    """(dotted key, given value, started value) of the first difference between two config dicts."""
+    for key in sorted(set(given) | set(started)):
+        a, b = given.get(key), started.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f'{prefix}{key}.')
+            if found[0] is not None:
+                return found
+        elif a != b:
+            return f'{prefix}{key}', a, b
+    return None, None, None
+
+
+def latest_checkpoint_step(run_dir: str) -> int | None:
+    """Step of the newest finished checkpoint (orbax names them by step; unfinished ones carry a suffix)."""
+    directory = os.path.join(run_dir, 'checkpoints')
+    steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+    return max(steps) if steps else None
 
 
 def enable_compilation_cache() -> None:
@@ -76,128 +143,429 @@ def enable_compilation_cache() -> None:
         jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-def program_spec(cfg, seeds: int):
-    """The static description of a run's compiled programs."""
-    from wsrl_mjx.config import sac_config, schedule
+def program_spec(cfg, seeds: int, dataset_rows: int = 0):
+    """The static description of a run's online programs."""
+    from wsrl_mjx.config import method, offline_config, sac_config, schedule, warmup_policy
     from wsrl_mjx.envs import make_env
     from wsrl_mjx.pipeline import online, programs
 
     env = make_env(cfg.env, cfg.episode_length)
     agent = sac_config(cfg, env.observation_size, env.action_size)
+    m = method(cfg)
+    online_spec = online.OnlineSpec(
+        agent=agent, num_envs=cfg.num_envs, buffer_capacity=cfg.buffer_capacity, update=m.online,
+        offline_cfg=None if m.online == 'sac' else offline_config(cfg, agent, m.online),
+        offline_ratio=m.offline_ratio)
     return programs.ProgramSpec(
-        env_name=cfg.env, episode_length=cfg.episode_length,
-        online=online.OnlineSpec(agent=agent, num_envs=cfg.num_envs, buffer_capacity=cfg.buffer_capacity),
-        plan=schedule(cfg), warmup_policy=cfg.warmup_policy, eval_episodes=cfg.eval_episodes, seeds=seeds,
+        env_name=cfg.env, episode_length=cfg.episode_length, online=online_spec, plan=schedule(cfg),
+        warmup_policy=warmup_policy(cfg), eval_episodes=cfg.eval_episodes, seeds=seeds,
+        dataset_rows=dataset_rows if m.offline_ratio > 0 else 0,
     )
 
 
+def pretrain_spec(cfg, seeds: int, dataset_rows: int):
+    """The static description of the pretraining program, or None for methods without pretraining."""
+    from wsrl_mjx.config import method, offline_config, sac_config
+    from wsrl_mjx.envs import make_env
+    from wsrl_mjx.pipeline import programs
+
+    algo = method(cfg).pretrain
+    if algo is None:
+        return None
+    env = make_env(cfg.env, cfg.episode_length)
+    agent = sac_config(cfg, env.observation_size, env.action_size)
+    return programs.PretrainSpec(algo=algo, algo_cfg=offline_config(cfg, agent, algo),
+                                 batch_size=cfg.pretrain.batch_size, chunk_updates=cfg.pretrain.log_interval,
+                                 dataset_rows=dataset_rows, seeds=seeds)
+
+
 def seed_keys(cfg, seeds: int):
-    """Per-seed keys (run, agent init, evaluation), each [seeds]: seed s uses jax.random.key(cfg.seed + s)."""
+    """Per-seed keys (online run, agent init, evaluation, pretraining), each [seeds]: seed s derives
+    them from jax.random.key(cfg.seed + s)."""
     import jax
     import jax.numpy as jnp
 
     keys = jax.vmap(jax.random.key)(jnp.arange(cfg.seed, cfg.seed + seeds))
-    return jax.vmap(lambda k: jax.random.split(k, 3), out_axes=1)(keys)
+    return jax.vmap(lambda k: jax.random.split(k, 4), out_axes=1)(keys)
 
 
-def run(cfg, seeds: int, run_dir: str, quiet: bool = False):
-    """The whole run; writes config.json, metrics.jsonl, summary.json and TensorBoard events.
+def load_dataset(cfg, quiet: bool = False):
+    """The run's offline dataset (generated on first use for a name), validated against the env;
+    None for methods that use none. Raises UsageError on a bad file."""
+    from wsrl_mjx.config import uses_dataset
+    from wsrl_mjx.data import registry
+    from wsrl_mjx.data.dataset import DatasetError, load
+    from wsrl_mjx.envs import make_env
 
-    Returns (summary dict, final OnlineState with a leading seed axis).
+    if not uses_dataset(cfg):
+        return None
+    env = make_env(cfg.env, cfg.episode_length)
+    path = registry.resolve(cfg.dataset, cfg.dataset_size, quiet=quiet)
+    try:
+        return load(path, env.observation_size, env.action_size)
+    except DatasetError as e:
+        raise UsageError(f'config.dataset: {e}') from None
+
+
+class Preempted(Exception):
+    """SIGTERM arrived: the run saved a checkpoint at `step` and stopped."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
+def _fresh_host(cfg, seeds: int, pretraining: bool) -> dict:
+    """The host's part of a run's state: what a checkpoint holds besides the device arrays."""
+    return {'config': json_config(cfg), 'seeds': seeds, 'phase': 'pretrain' if pretraining else 'online',
+            'pretrain_chunks_done': 0, 'step': 0, 'warmup_done': False, 'chunks_done': 0,
+            'history': [], 'metrics_lines': 0,
+            'wall': {'compile': 0.0, 'pretrain': 0.0, 'warmup': 0.0, 'finetune': 0.0, 'evaluate': 0.0}}
+
+
+def json_config(cfg) -> dict:
+    """The config as plain JSON values (tuples become lists), for config.json and comparisons."""
+    return json.loads(json.dumps(cfg.to_dict(), default=list))
+
+
+def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False, dataset=None):
+    """The whole run, or its rest from the latest checkpoint in run_dir when `resume`.
+
+    Phases: pretrain (methods with an offline algorithm) -> warmup -> fine-tune. `dataset` is the host
+    Dataset (load_dataset) for the methods that use one. Writes config.json, metrics.jsonl,
+    summary.json, TensorBoard events, policies/ and checkpoints/ (process 0 writes the files; every
+    process writes its shards of a checkpoint). Returns (summary dict, final OnlineState with a leading
+    seed axis). Raises Preempted on SIGTERM.
     """
     import jax
     import numpy as np
 
+    from wsrl_mjx import parallel
+    from wsrl_mjx.checkpoint import Checkpointer
+    from wsrl_mjx.config import method
+    from wsrl_mjx.data.policies import save_actor
     from wsrl_mjx.envs import normalized_score
-    from wsrl_mjx.metrics import RunWriter, progress_bar
-    from wsrl_mjx.pipeline.programs import compile_online_programs
+    from wsrl_mjx.metrics import RunWriter, progress_bar, to_python
+    from wsrl_mjx.pipeline import offline
+    from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
     from wsrl_mjx.plot import plot_runs
 
+    lead = jax.process_index() == 0
+    m = method(cfg)
+    if (m.pretrain is not None or m.offline_ratio > 0) and dataset is None:
+        raise ValueError(f'method {cfg.method} needs a dataset (train.load_dataset)')
+    rows = len(dataset) if dataset is not None else 0
     os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, 'config.json'), 'w') as f:
-        json.dump({'config': cfg.to_dict(), 'seeds': seeds}, f, indent=2, default=list)
-    writer = RunWriter(run_dir)
-    wall = {'compile': 0.0, 'warmup': 0.0, 'finetune': 0.0, 'evaluate': 0.0}
+    checkpointer = Checkpointer(run_dir, max_to_keep=cfg.checkpoint_keep) if cfg.checkpoint_interval else None
 
     tic = time.perf_counter()
-    spec = program_spec(cfg, seeds)
+    spec = program_spec(cfg, seeds, rows)
     progs = compile_online_programs(spec)
-    run_key, agent_key, eval_key = seed_keys(cfg, seeds)
-    state = progs.init(run_key, progs.init_agent(agent_key))
-    jax.block_until_ready(state)
-    wall['compile'] = time.perf_counter() - tic
+    pspec = pretrain_spec(cfg, seeds, rows)
+    pprogs = compile_pretrain_programs(pspec) if pspec is not None else None
 
-    def evaluate_now(step: int, phase: str) -> dict:
+    def on_seeds(tree):  # op-by-op results onto the layout the compiled programs expect
+        return jax.device_put(tree, progs.sharding)
+
+    run_key, agent_key, eval_key, pretrain_key = seed_keys(cfg, seeds)
+    if resume:
+        step = checkpointer.latest_step()
+        host = checkpointer.read_host(step)
+        like = pprogs.state_shape if host['phase'] == 'pretrain' else progs.state_shape
+        (state, eval_key), host = checkpointer.restore(step, (like, progs.state_shape.key))
+        host['metrics_lines'] = _truncate_metrics(run_dir, host['metrics_lines']) if lead else host['metrics_lines']
+    else:
+        host = _fresh_host(cfg, seeds, pprogs is not None)
+        if lead:
+            with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+                json.dump({'config': host['config'], 'seeds': seeds}, f, indent=2)
+        # Every process computes every seed's keys and initial agent (cheap), then keeps its own shards.
+        if pprogs is not None:
+            state = pprogs.init(on_seeds(pretrain_key), on_seeds(pprogs.init_agent(agent_key)))
+        else:
+            state = progs.init(on_seeds(run_key), on_seeds(progs.init_agent(agent_key)))
+        eval_key = on_seeds(eval_key)
+    data = None
+    if dataset is not None and (host['phase'] == 'pretrain' or m.offline_ratio > 0):
+        data = offline.from_dataset(dataset, cfg.agent.discount, cfg.pretrain.reward_scale, cfg.pretrain.reward_bias,
+                                    sharding=pprogs.data_sharding if pprogs else parallel.replicated(progs.sharding.mesh))
+    jax.block_until_ready(state)
+    wall = host['wall']
+    wall['compile'] += time.perf_counter() - tic
+    writer = RunWriter(run_dir, purge_step=_purge_step(host) if resume else None) if lead else None
+    history = host['history']
+    stop = _StopFlag()
+
+    def write(record: dict) -> None:
+        if lead:
+            writer.write(record)
+        host['metrics_lines'] += 1
+
+    def evaluate_now(actor, step: int, phase: str) -> None:
         nonlocal eval_key
         tic = time.perf_counter()
-        eval_key, this_key = jax.vmap(jax.random.split, out_axes=1)(eval_key)
-        returns = np.asarray(progs.evaluate(state.agent.actor, this_key)).mean(axis=1)
+        eval_key, this_key = on_seeds(_split_keys(eval_key))
+        returns = parallel.gather(progs.evaluate(actor, this_key)).mean(axis=1)
         wall['evaluate'] += time.perf_counter() - tic
-        record = {'phase': phase, 'step': step, 'return': returns,
-                  'normalized_score': normalized_score(cfg.env, returns)}
-        writer.write(record)
-        return record
+        record = to_python({'phase': phase, 'step': step, 'return': returns,
+                            'normalized_score': normalized_score(cfg.env, returns)})
+        write(record)
+        history.append(record)
+        actors = parallel.gather(actor)
+        tag = f'pretrain{step:07d}' if phase == 'pretrain' else f'step{step:07d}'
+        for s in range(seeds) if lead else ():
+            # Every evaluated actor is kept (a few hundred kB): behaviour policies are picked from these.
+            save_actor(os.path.join(run_dir, 'policies', f'seed{cfg.seed + s}_{tag}.npz'),
+                       jax.tree.map(lambda x: x[s], actors), {
+                           'env': cfg.env, 'seed': cfg.seed + s, 'phase': phase, 'step': step, 'config': cfg.name,
+                           'return': record['return'][s], 'normalized_score': record['normalized_score'][s],
+                           'log_std_min': spec.online.agent.log_std_min,
+                           'log_std_max': spec.online.agent.log_std_max})
 
-    def chunk_record(phase: str, metrics, seconds: float, transitions: int, updates: int) -> dict:
-        episodes = np.asarray(metrics.episodes)
-        mean_return = np.where(episodes > 0, np.asarray(metrics.episode_return_sum) / np.maximum(episodes, 1),
-                               np.nan)
-        return {'phase': phase, 'step': int(np.asarray(state.env_steps)[0]), 'train_return': mean_return,
-                **metrics.losses, 'env_steps_per_s': seeds * transitions / seconds,
+    def chunk_record(phase: str, metrics, seconds: float, transitions: int, updates: int, step: int) -> dict:
+        metrics = parallel.gather(metrics)
+        record = {'phase': phase, 'step': step}
+        if phase != 'pretrain':
+            episodes = metrics.episodes
+            record['train_return'] = np.where(episodes > 0, metrics.episode_return_sum / np.maximum(episodes, 1),
+                                              np.nan)
+            metrics = metrics.losses
+        return {**record, **metrics, 'env_steps_per_s': seeds * transitions / seconds,
                 'updates_per_s': seeds * updates / seconds}
 
-    history = []
-    with progress_bar(disable=quiet) as bar:
-        task = bar.add_task(f'{cfg.name} {cfg.env} x{seeds}', total=cfg.online_steps, speed='', score='')
-        if progs.warmup is not None:
+    def checkpoint(step: int) -> None:
+        if checkpointer is None:
+            return
+        checkpointer.save(step, (state, eval_key), json.loads(json.dumps(host)))
+        # Fault injection for the crash-recovery tests: WSRL_MJX_SIGNAL_AFTER_SAVE=<step>:<KILL|TERM>.
+        at, _, name = os.environ.get('WSRL_MJX_SIGNAL_AFTER_SAVE', '').partition(':')
+        if at == str(step):
+            os.kill(os.getpid(), getattr(signal, f'SIG{name}'))
+
+    def score() -> str:
+        return f"score {np.mean(history[-1]['normalized_score']):.1f}"
+
+    with stop, progress_bar(disable=quiet or not lead) as bar:
+        if host['phase'] == 'pretrain':
+            p = cfg.pretrain
+            chunks = p.steps // p.log_interval
+            task = bar.add_task(f'{cfg.name} pretrain {pspec.algo} x{seeds}', total=p.steps,
+                                completed=host['pretrain_chunks_done'] * p.log_interval, speed='', score='')
+            for chunk in range(host['pretrain_chunks_done'] + 1, chunks + 1):
+                if stop.requested:
+                    break
+                tic = time.perf_counter()
+                state, metrics = pprogs.train(state, data)
+                jax.block_until_ready(state)
+                seconds = time.perf_counter() - tic
+                wall['pretrain'] += seconds
+                host['pretrain_chunks_done'] = chunk
+                record = chunk_record('pretrain', metrics, seconds, 0, p.log_interval, chunk * p.log_interval)
+                write(record)
+                last = chunk == chunks
+                evaluated = chunk % (p.eval_interval // p.log_interval) == 0 or last
+                if evaluated:
+                    evaluate_now(state.agent.actor, chunk * p.log_interval, 'pretrain')
+                    bar.update(task, score=score())
+                if (evaluated or stop.requested) and not last:  # the last one is saved at the phase change
+                    checkpoint(_checkpoint_step(host, cfg))
+                bar.update(task, completed=chunk * p.log_interval, speed=f"{record['updates_per_s']:.0f} updates/s")
+            if host['pretrain_chunks_done'] == chunks:
+                # Phase change: the online state takes the pretrained agent unchanged; the offline data
+                # leaves the device unless the method keeps training on it.
+                state = hand_over(state, progs, on_seeds(run_key), spec, pspec)
+                if m.offline_ratio == 0:
+                    data.delete()
+                    data = None
+                host['phase'] = 'online'
+                checkpoint(_checkpoint_step(host, cfg))
+            bar.remove_task(task)
+
+        task = bar.add_task(f'{cfg.name} {cfg.env} x{seeds}', total=cfg.online_steps, completed=host['step'],
+                            speed='', score='')
+        extra = (data,) if m.offline_ratio > 0 else ()
+        k = spec.plan.warmup_iterations * cfg.num_envs
+        if host['phase'] == 'online' and not host['warmup_done'] and not stop.requested:
+            if progs.warmup is not None:
+                tic = time.perf_counter()
+                state, metrics = progs.warmup(state)
+                jax.block_until_ready(state)
+                wall['warmup'] = time.perf_counter() - tic
+                write(chunk_record('warmup', metrics, wall['warmup'], k, 0, k))
+            evaluate_now(state.agent.actor, k, 'warmup')
+            host['step'], host['warmup_done'] = k, True
+            checkpoint(_checkpoint_step(host, cfg))
+            bar.update(task, completed=host['step'], score=score())
+        every = cfg.checkpoint_interval // cfg.log_interval
+        for chunk in range(host['chunks_done'] + 1, spec.plan.chunks + 1):
+            if stop.requested or host['phase'] != 'online':
+                break
             tic = time.perf_counter()
-            state, metrics = progs.warmup(state)
-            jax.block_until_ready(state)
-            wall['warmup'] = time.perf_counter() - tic
-            writer.write(chunk_record('warmup', metrics, wall['warmup'], cfg.warmup_steps, 0))
-            bar.update(task, completed=cfg.warmup_steps)
-        history.append(evaluate_now(cfg.warmup_steps, 'warmup'))
-        bar.update(task, score=f"score {np.mean(history[-1]['normalized_score']):.1f}")
-        for chunk in range(1, spec.plan.chunks + 1):
-            tic = time.perf_counter()
-            state, metrics = progs.train(state)
+            state, metrics = progs.train(state, *extra)
             jax.block_until_ready(state)
             seconds = time.perf_counter() - tic
             wall['finetune'] += seconds
-            record = chunk_record('finetune', metrics, seconds, cfg.log_interval,
-                                  spec.plan.chunk_iterations * cfg.agent.critic_steps)
-            writer.write(record)
-            if chunk % spec.plan.eval_every_chunks == 0 or chunk == spec.plan.chunks:
-                history.append(evaluate_now(record['step'], 'finetune'))
-                bar.update(task, score=f"score {np.mean(history[-1]['normalized_score']):.1f}")
-            bar.update(task, advance=cfg.log_interval, speed=f"{record['env_steps_per_s']:.0f} steps/s")
+            host['step'] += cfg.log_interval
+            host['chunks_done'] = chunk
+            write(chunk_record('finetune', metrics, seconds, cfg.log_interval,
+                               spec.plan.chunk_iterations * cfg.agent.critic_steps, host['step']))
+            last = chunk == spec.plan.chunks
+            if chunk % spec.plan.eval_every_chunks == 0 or last:
+                evaluate_now(state.agent.actor, host['step'], 'finetune')
+                bar.update(task, score=score())
+            if every and (chunk % every == 0 or last or stop.requested):
+                checkpoint(_checkpoint_step(host, cfg))
+            bar.update(task, completed=host['step'],
+                       speed=f"{cfg.log_interval * seeds / max(seconds, 1e-9):.0f} steps/s")
+    if data is not None:
+        data.delete()
+    if checkpointer is not None:
+        checkpointer.wait()
+        checkpointer.close()
+    if writer is not None:
+        writer.close()
+    if host['chunks_done'] < spec.plan.chunks:
+        raise Preempted(host['step'] if host['phase'] == 'online' else host['pretrain_chunks_done'] *
+                        cfg.pretrain.log_interval)
+
+    summary = _summary(cfg, seeds, history, wall)
+    if lead:
+        with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.method} on {cfg.env}')
+    return summary, state
+
+
+def hand_over(pretrain_state, progs, run_key, spec, pspec):
+    """The online phase's first state: the pretrained agent, unchanged (IQL's becomes a SAC state with a
+    fresh temperature unless IQL itself continues online), an empty buffer and freshly reset envs."""
+    import jax
+
+    from wsrl_mjx.agents import iql
+
+    agent = pretrain_state.agent
+    if pspec.algo == 'iql' and spec.online.update != 'iql':
+        agent = jax.device_put(jax.vmap(lambda a: iql.to_sac(a, spec.online.agent))(agent), progs.sharding)
+    return progs.init(run_key, agent)
+
+
+def _checkpoint_step(host: dict, cfg) -> int:
+    """A checkpoint's number: pretraining updates + online env steps (per seed) done, always increasing."""
+    return host['pretrain_chunks_done'] * cfg.pretrain.log_interval + host['step']
+
+
+def _purge_step(host: dict) -> int:
+    return host['step'] if host['phase'] == 'online' else 0
+
+
+def _summary(cfg, seeds: int, history: list, wall: dict) -> dict:
+    import numpy as np
+
+    def scores(phase):
+        found = [r for r in history if r['phase'] == phase]
+        return found[-1]['normalized_score'] if found else None
 
     final = np.asarray(history[-1]['normalized_score'])
-    summary = {
-        'env': cfg.env, 'seeds': list(range(cfg.seed, cfg.seed + seeds)), 'online_steps': cfg.online_steps,
+    return {
+        'env': cfg.env, 'method': cfg.method, 'dataset': cfg.dataset if cfg.method not in ('scratch',) else None,
+        'seeds': list(range(cfg.seed, cfg.seed + seeds)), 'online_steps': cfg.online_steps,
         'normalized_score': final.tolist(),
         'normalized_score_mean': float(final.mean()), 'normalized_score_std': float(final.std()),
-        'return': np.asarray(history[-1]['return']).tolist(),
-        'normalized_score_after_warmup': np.asarray(history[0]['normalized_score']).tolist(),
+        'return': list(history[-1]['return']),
+        'normalized_score_offline': scores('pretrain'),
+        'normalized_score_after_warmup': scores('warmup'),
         'wall_clock_s': {k: round(v, 3) for k, v in wall.items()},
     }
-    with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
-    writer.close()
-    plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.env}')
-    return summary, state
+
+
+def _split_keys(keys):
+    """Per-seed split of typed keys [S] -> (next keys [S], keys to use now [S])."""
+    import jax
+
+    return jax.vmap(jax.random.split, out_axes=1)(keys)
+
+
+def _truncate_metrics(run_dir: str, lines: int) -> int:
+    """Drops metrics.jsonl lines written after the checkpoint being resumed (they will be written again)."""
+    path = os.path.join(run_dir, 'metrics.jsonl')
+    with open(path) as f:
+        kept = f.readlines()[:lines]
+    with open(f'{path}.tmp', 'w') as f:
+        f.writelines(kept)
+    os.replace(f'{path}.tmp', path)
+    return len(kept)
+
+
+class _StopFlag:
+    """While active, SIGTERM only sets `requested`: the run stops at the next chunk boundary, saved."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
 
 
 def main(argv: list[str]) -> None:
     try:
-        cfg, seeds, run_dir = parse_args(argv)
+        cfg, seeds, run_dir, resume = parse_args(argv)
     except UsageError as e:
         fail(str(e))
+    from wsrl_mjx import parallel
+
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        parallel.check_seeds(seeds)
+    except parallel.ParallelError as e:
+        fail(str(e))
     enable_compilation_cache()
-    summary, _ = run(cfg, seeds, run_dir, quiet=_QUIET.value)
-    print(f"{cfg.env}: normalised score {summary['normalized_score_mean']:.1f} +- "
-          f"{summary['normalized_score_std']:.1f} over {seeds} seed(s) after {cfg.online_steps} steps; "
-          f"run directory {run_dir}")
+    try:
+        dataset = load_dataset(cfg, quiet=_QUIET.value)  # before the run directory exists
+    except UsageError as e:
+        fail(str(e))
+    try:
+        summary, _ = run(cfg, seeds, run_dir, quiet=_QUIET.value, resume=resume, dataset=dataset)
+    except Preempted as e:
+        print(f'stopped by SIGTERM at step {e.step}, checkpoint saved; continue with: python -m wsrl_mjx.train '
+              f'--run_dir={run_dir} --resume')
+        return
+    if jax_process_index() == 0:
+        print(result_table(summary))
+        print(f'run directory {run_dir}')
+
+
+def jax_process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def result_table(summary: dict) -> str:
+    """The run's scores as a small table: offline, right after warmup, final (mean +- std over seeds)."""
+    import numpy as np
+
+    def cell(scores):
+        return '-' if scores is None else f'{np.mean(scores):6.1f} +- {np.std(scores):4.1f}'
+
+    rows = [('offline (end of pretraining)', summary['normalized_score_offline']),
+            ('after warmup', summary['normalized_score_after_warmup']),
+            (f"final ({summary['online_steps']} online steps)", summary['normalized_score'])]
+    title = f"{summary['method']} on {summary['env']}, {len(summary['seeds'])} seed(s): D4RL-normalised score"
+    width = max(len(name) for name, _ in rows)
+    return '\n'.join([title] + [f'  {name:<{width}}  {cell(scores)}' for name, scores in rows])
 
 
 if __name__ == '__main__':

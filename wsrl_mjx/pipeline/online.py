@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from typing import Any
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from kernels.replay import ReplayBuffer, replay_init, replay_insert, replay_sample
-from wsrl_mjx.agents import sac
+from wsrl_mjx.agents import cql, iql, sac
+from wsrl_mjx.pipeline import offline
 from wsrl_mjx.envs.wrappers import EnvState, Transition, VecEnv
 
 # Warmup action sources: the (frozen) policy's stochastic actions as WSRL does, or uniform random
@@ -32,11 +34,19 @@ class OnlineSpec:
     agent: sac.SACConfig
     num_envs: int
     buffer_capacity: int
+    update: str = 'sac'  # 'sac', or an offline algorithm continued online: 'cql', 'calql', 'iql'
+    offline_cfg: Any = None  # its cql.CQLConfig / iql.IQLConfig
+    offline_ratio: float = 0.0  # share of every batch drawn from the offline data (0: none is taken)
+
+    @property
+    def batch_rows(self) -> int:
+        """Rows sampled per env step: critic_steps minibatches for SAC, one batch otherwise."""
+        return self.agent.critic_steps * self.agent.batch_size if self.update == 'sac' else self.agent.batch_size
 
 
 @flax.struct.dataclass
 class OnlineState:
-    agent: sac.SACState
+    agent: Any  # sac.SACState (iql.IQLState when IQL is continued online)
     buffer: ReplayBuffer
     env: EnvState
     key: jax.Array  # typed PRNG key
@@ -50,7 +60,7 @@ class ChunkMetrics:
     losses: dict  # name -> float32 [] chunk mean (empty without updates)
 
 
-def init_state(key: jax.Array, agent: sac.SACState, env: VecEnv, spec: OnlineSpec) -> OnlineState:
+def init_state(key: jax.Array, agent, env: VecEnv, spec: OnlineSpec) -> OnlineState:
     """A fresh online state around `agent` (carried over unchanged): empty buffer, freshly reset envs."""
     key, env_key = jax.random.split(key)
     obs_dim, act_dim = spec.agent.obs_dim, spec.agent.act_dim
@@ -86,22 +96,52 @@ def collect_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, policy: str)
     return state, info
 
 
-def train_step(state: OnlineState, env: VecEnv, spec: OnlineSpec):
+def mixed_batch(state: OnlineState, data, key: jax.Array, spec: OnlineSpec):
+    """A batch of spec.batch_rows: online rows from the buffer and, with offline_ratio > 0, offline rows
+    from `data`, the same share in every critic minibatch. Returns (Transition, mc_return): online rows
+    have no Monte-Carlo return (-inf: the Cal-QL bound leaves them alone)."""
+    online_key, offline_key = jax.random.split(key)
+    rows = spec.batch_rows
+    n_offline = int(round(rows * spec.offline_ratio))
+    batch = replay_sample(state.buffer, online_key, rows - n_offline)
+    mc_return = jnp.full((rows - n_offline,), -jnp.inf, jnp.float32)
+    if n_offline == 0:
+        return batch, mc_return
+    offline_batch, offline_mc = offline.sample(data, offline_key, n_offline)
+    steps = spec.agent.critic_steps if spec.update == 'sac' else 1
+
+    def interleave(a, b):  # [steps * n_a] + [steps * n_b] -> steps minibatches of n_a + n_b rows
+        a, b = a.reshape(steps, -1, *a.shape[1:]), b.reshape(steps, -1, *b.shape[1:])
+        return jnp.concatenate([a, b], axis=1).reshape(-1, *a.shape[2:])
+
+    return jax.tree.map(interleave, batch, offline_batch), interleave(mc_return, offline_mc)
+
+
+def train_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, data=None):
     """collect_step with the current policy, then one agent update on a fresh uniform batch."""
     state, info = collect_step(state, env, spec, 'policy')
     key, sample_key, update_key = jax.random.split(state.key, 3)
-    batch = replay_sample(state.buffer, sample_key, spec.agent.critic_steps * spec.agent.batch_size)
-    agent, losses = sac.update(state.agent, batch, update_key, spec.agent)
+    batch, mc_return = mixed_batch(state, data, sample_key, spec)
+    if spec.update == 'sac':
+        agent, losses = sac.update(state.agent, batch, update_key, spec.agent)
+    elif spec.update in ('cql', 'calql'):
+        agent, losses = cql.update(state.agent, batch, mc_return, update_key, spec.offline_cfg)
+    else:
+        agent, losses = iql.update(state.agent, batch, mc_return, update_key, spec.offline_cfg)
     return state.replace(agent=agent, key=key), info, losses
 
 
-def run_chunk(state: OnlineState, env: VecEnv, spec: OnlineSpec, iterations: int, policy: str, learn: bool):
-    """`iterations` env steps (x num_envs transitions) as one lax.scan; updates after each if `learn`."""
+def run_chunk(state: OnlineState, env: VecEnv, spec: OnlineSpec, iterations: int, policy: str, learn: bool,
+              data=None):
+    """`iterations` env steps (x num_envs transitions) as one lax.scan; updates after each if `learn`.
+
+    data: the offline data (OfflineData) for the methods that keep it, else None.
+    """
     TRACES['train' if learn else 'warmup'] += 1
 
     def body(carry, _):
         if learn:
-            carry, info, losses = train_step(carry, env, spec)
+            carry, info, losses = train_step(carry, env, spec, data)
         else:
             carry, info = collect_step(carry, env, spec, policy)
             losses = {}

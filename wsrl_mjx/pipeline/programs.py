@@ -1,16 +1,23 @@
-"""Jitted, seed-vmapped programs of a run. Each takes and returns the whole state, donated."""
+"""Jitted programs of a run over all seeds. Each takes and returns the whole state, donated.
+
+Every program is a per-seed function, vmapped over the seeds of a device inside shard_map over all
+devices (wsrl_mjx.parallel), compiled ahead of time and cached per static spec.
+"""
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 
-from wsrl_mjx.agents import sac
+from wsrl_mjx import parallel
+from wsrl_mjx.agents import cql, iql, sac
 from wsrl_mjx.config import Schedule
 from wsrl_mjx.envs import make_env
-from wsrl_mjx.pipeline import evaluate, online
+from wsrl_mjx.envs.wrappers import Transition
+from wsrl_mjx.pipeline import evaluate, offline, online
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +30,7 @@ class ProgramSpec:
     warmup_policy: str
     eval_episodes: int
     seeds: int
+    dataset_rows: int = 0  # rows of the offline data the training program takes (offline_ratio > 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +38,17 @@ class OnlinePrograms:
     init_agent: Callable  # keys [S] -> SACState with leading seed axis (runs op by op, see below)
     init: Callable  # (keys [S], SACState [S]) -> OnlineState with leading seed axis
     warmup: Callable | None  # OnlineState -> (OnlineState, ChunkMetrics): warmup, no updates
-    train: Callable  # OnlineState -> (OnlineState, ChunkMetrics): chunk_iterations steps with updates
+    train: Callable  # (OnlineState[, OfflineData]) -> (OnlineState, ChunkMetrics): chunk_iterations steps
     evaluate: Callable  # (actor params [S, ...], keys [S]) -> returns [S, episodes]
+    state_shape: Any  # OnlineState of ShapeDtypeStructs with the seed sharding (restore target)
+    sharding: jax.sharding.NamedSharding  # of every per-seed array
 
 
 @functools.lru_cache(maxsize=4)
 def compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     """Traces and compiles every program of a run once, ahead of time; cached per spec in this process."""
+    mesh = parallel.seed_mesh()
+    sharding = parallel.seed_sharding(mesh)
     env = make_env(spec.env_name, spec.episode_length)
     init = functools.partial(online.init_state, env=env, spec=spec.online)
     warmup = functools.partial(online.run_chunk, env=env, spec=spec.online, iterations=spec.plan.warmup_iterations,
@@ -48,16 +60,92 @@ def compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     # custom calls) never returned from execution. Op by op it takes a few seconds.
     init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.online.agent))
 
-    keys = jax.ShapeDtypeStruct((spec.seeds,), jax.random.key(0).dtype)
-    agent = jax.eval_shape(init_agent, keys)
-    init_jit = jax.jit(jax.vmap(init))
-    state = jax.eval_shape(init_jit, keys, agent)
+    def sharded(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+    keys = sharded(jax.ShapeDtypeStruct((spec.seeds,), jax.random.key(0).dtype))
+    agent = sharded(jax.eval_shape(init_agent, keys))
+    init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
+    state = sharded(jax.eval_shape(init_jit, keys, agent))
     init = init_jit.lower(keys, agent).compile()
+
+    def chunk_program(fn, *shared):
+        program = parallel.per_seed(fn, mesh, seeded=1, shared=len(shared))
+        return jax.jit(program, donate_argnums=0).lower(state, *shared).compile()
+
+    if spec.online.offline_ratio > 0:
+        data = offline_data_shape(spec.online.agent, spec.dataset_rows, parallel.replicated(mesh))
+        train_program = chunk_program(lambda state, data: train(state, data=data), data)
+    else:
+        train_program = chunk_program(train)
     return OnlinePrograms(
         init_agent=init_agent,
         init=init,
-        warmup=(jax.jit(jax.vmap(warmup), donate_argnums=0).lower(state).compile()
-                if spec.plan.warmup_iterations else None),
-        train=jax.jit(jax.vmap(train), donate_argnums=0).lower(state).compile(),
-        evaluate=jax.jit(jax.vmap(evaluate_fn)).lower(state.agent.actor, keys).compile(),
+        warmup=chunk_program(warmup) if spec.plan.warmup_iterations else None,
+        train=train_program,
+        evaluate=jax.jit(parallel.per_seed(evaluate_fn, mesh, seeded=2)).lower(state.agent.actor, keys).compile(),
+        state_shape=state,
+        sharding=sharding,
     )
+
+
+def offline_data_shape(agent: sac.SACConfig, rows: int, sharding) -> offline.OfflineData:
+    """Shapes of the on-device offline data of `rows` transitions, one copy per device."""
+    def row(*shape, dtype=jnp.float32):
+        return jax.ShapeDtypeStruct((rows, *shape), dtype, sharding=sharding)
+
+    return offline.OfflineData(
+        transitions=Transition(observation=row(agent.obs_dim), action=row(agent.act_dim), reward=row(),
+                               next_observation=row(agent.obs_dim), mask=row()),
+        mc_return=row(),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainSpec:
+    algo: str  # cql, calql or iql
+    algo_cfg: Any  # cql.CQLConfig or iql.IQLConfig
+    batch_size: int
+    chunk_updates: int
+    dataset_rows: int
+    seeds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainPrograms:
+    init_agent: Callable  # keys [S] -> agent state [S] (op by op)
+    init: Callable  # (keys [S], agent [S]) -> PretrainState [S]
+    train: Callable  # (PretrainState, OfflineData) -> (PretrainState, metrics): chunk_updates updates
+    state_shape: Any
+    data_sharding: jax.sharding.NamedSharding
+
+
+@functools.lru_cache(maxsize=4)
+def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
+    mesh = parallel.seed_mesh()
+    sharding = parallel.seed_sharding(mesh)
+    if spec.algo == 'iql':
+        init_agent = jax.vmap(functools.partial(iql.init, cfg=spec.algo_cfg))
+        update = functools.partial(iql.update, cfg=spec.algo_cfg)
+    else:
+        init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.algo_cfg.sac))
+        update = functools.partial(cql.update, cfg=spec.algo_cfg)
+
+    def init(key, agent):
+        return offline.PretrainState(agent=agent, key=key, updates=jnp.zeros((), jnp.int32))
+
+    def chunk(state, data):
+        return offline.run_chunk(state, data, update, spec.batch_size, spec.chunk_updates)
+
+    def sharded(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+    keys = sharded(jax.ShapeDtypeStruct((spec.seeds,), jax.random.key(0).dtype))
+    agent = sharded(jax.eval_shape(init_agent, keys))
+    init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
+    state = sharded(jax.eval_shape(init_jit, keys, agent))
+    base = spec.algo_cfg.sac
+    data = offline_data_shape(base, spec.dataset_rows, parallel.replicated(mesh))
+    train = jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data).compile()
+    return PretrainPrograms(init_agent=init_agent, init=init_jit.lower(keys, agent).compile(), train=train,
+                            state_shape=state, data_sharding=parallel.replicated(mesh))
