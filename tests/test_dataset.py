@@ -155,3 +155,18 @@ def test_info_command_json_and_bad_file(tmp_path):
                             capture_output=True, text=True, timeout=120)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and 'rewards' in lines[0], result.stderr
+
+
+@pytest.mark.parametrize('args,named', [
+    (['--env=cartpole', '--level=random'], '--env=cartpole'),
+    (['--env=halfcheetah', '--level=expertish'], '--level=expertish'),
+    (['--env=hopper', '--level=medium'], 'medium policy of hopper'),
+    (['--env=halfcheetah', '--level=random', '--size=0'], '--size=0'),
+])
+def test_collect_bad_input_one_line_exit_2_no_file(tmp_path, args, named):
+    out = tmp_path / 'd.hdf5'
+    result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.collect', *args, f'--out={out}', '--quiet'], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
+    assert not out.exists()

@@ -2,7 +2,10 @@
 and resumed again equals the uninterrupted run (the session's smoke_run) bit for bit; half-written
 checkpoints and mismatched configs are handled.
 
-The subprocesses load the programs the smoke_run fixture compiled from the session's XLA cache.
+The killed run is a CLI subprocess (it loads the programs the smoke_run fixture compiled from the
+session's XLA cache); the resumes run in this process with the fixture's programs, which keeps the
+test run short (tracing the MJX programs in a new process takes a minute or more on 2 cores). The
+CLI's --resume path runs in tests/test_parallel.py (slow) and in the refusals below.
 """
 import json
 import os
@@ -53,8 +56,8 @@ def killed_run(smoke_run, tmp_path_factory):
     return run_dir
 
 
-def test_killed_run_resumes_to_the_same_metrics_and_parameters(smoke_run, killed_run, tmp_path):
-    cfg, full_dir, _, full_state, _ = smoke_run
+def test_killed_run_resumes_to_the_same_metrics_and_parameters(smoke_run, killed_run, tmp_path, monkeypatch):
+    cfg, full_dir, _, full_state, dataset = smoke_run
     run_dir = str(tmp_path / 'run')
     shutil.copytree(killed_run, run_dir)
     assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
@@ -64,24 +67,26 @@ def test_killed_run_resumes_to_the_same_metrics_and_parameters(smoke_run, killed
     shutil.copytree(os.path.join(run_dir, 'checkpoints', str(train.latest_checkpoint_step(run_dir))), half)
     shutil.rmtree(os.path.join(half, 'state'))
 
-    # Resumed, then preempted by SIGTERM right after the save at 340: it stops cleanly, saved.
-    result = cli([f'--run_dir={run_dir}', '--resume'], env={'WSRL_MJX_SIGNAL_AFTER_SAVE': '340:TERM'})
-    assert result.returncode == 0 and 'stopped by SIGTERM at step 300' in result.stdout, result.stderr[-2000:]
-    assert train.latest_checkpoint_step(run_dir) == 340
+    # Resumed (in this process, with the programs the fixture compiled), then preempted by SIGTERM
+    # right after the save at 340: the run stops at the chunk boundary, saved.
+    monkeypatch.setenv('WSRL_MJX_SIGNAL_AFTER_SAVE', '340:TERM')
+    with pytest.raises(train.Preempted) as stopped:
+        train.run(cfg, 2, run_dir, quiet=True, resume=True, dataset=dataset)
+    assert stopped.value.step == 300 and train.latest_checkpoint_step(run_dir) == 340
     assert not os.path.exists(os.path.join(run_dir, 'summary.json'))
-    result = cli([f'--run_dir={run_dir}', '--resume'])
-    assert result.returncode == 0, result.stderr[-2000:]
+    monkeypatch.delenv('WSRL_MJX_SIGNAL_AFTER_SAVE')
+    summary, state = train.run(cfg, 2, run_dir, quiet=True, resume=True, dataset=dataset)
+
     assert metrics(run_dir) == metrics(full_dir)
-    with open(os.path.join(run_dir, 'summary.json')) as f, open(os.path.join(full_dir, 'summary.json')) as g:
-        resumed, full = json.load(f), json.load(g)
-    assert resumed['normalized_score'] == full['normalized_score']
-    step, state, host = restore_final(cfg, run_dir)
+    with open(os.path.join(full_dir, 'summary.json')) as f:
+        full = json.load(f)
+    assert summary['normalized_score'] == full['normalized_score']
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(full_state), strict=True):
+        a, b = (jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    step, restored, host = restore_final(cfg, run_dir)
     assert step == 40 + cfg.online_steps and host['chunks_done'] == 3
-    np.testing.assert_array_equal(jax.random.key_data(state.key), jax.random.key_data(full_state.key))
-    leaves = jax.tree.leaves((state.agent, state.buffer, state.env, state.env_steps))
-    full_leaves = jax.tree.leaves((full_state.agent, full_state.buffer, full_state.env, full_state.env_steps))
-    assert len(leaves) == len(full_leaves)
-    for a, b in zip(leaves, full_leaves):
+    for a, b in zip(jax.tree.leaves(restored.agent), jax.tree.leaves(full_state.agent), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
