@@ -11,9 +11,10 @@ Levels follow D4RL's recipe with the behaviour policies shipped in wsrl_mjx/data
                  earlier snapshot rolled out for the steps it was in charge of (snapshots are taken
                  every 5000 steps; the rollouts stand in for the replay buffer itself)
   medium-expert  medium and expert datasets of `size` each, concatenated
-Each env of a batch of `--envs` vmapped MJX envs runs its own episodes one after another (1000 steps
-or a terminal), so every episode is contiguous in the file; a step cut by the end of collection is
-marked as a time-out. The same (env, level, size, seed) gives the same file.
+Each env of a batch of up to `--envs` vmapped MJX envs runs its own episodes one after another (1000
+steps or a terminal), so every episode is contiguous in the file; the number of envs is chosen so that
+each runs whole 1000-step episodes when the size allows (e.g. 50 envs for 100k or 1M transitions); a
+step cut by the end of collection is marked as a time-out. The same (env, level, size, seed) gives the same file.
 """
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def collect(env: str, level: str, size: int, seed: int, num_envs: int = 64, poli
         for i, (label, path, steps) in enumerate(plan):
             actor, meta = (None, {}) if path is None else _load_policy(path)
             log_std = (meta.get('log_std_min', -11.512925), meta.get('log_std_max', 2.302585))
-            part = rollout(env, actor, log_std, steps, jax.random.fold_in(key, i), min(num_envs, steps),
+            part = rollout(env, actor, log_std, steps, jax.random.fold_in(key, i), envs_for(steps, num_envs),
                            progress=lambda n: bar.update(task, advance=n))
             parts.append(part)
             sources.append({'label': label, 'policy': None if path is None else os.path.basename(path),
@@ -177,6 +178,15 @@ def collect(env: str, level: str, size: int, seed: int, num_envs: int = 64, poli
     meta = {'env': env, 'level': level, 'seed': seed, 'size': size, 'envs': num_envs,
             'episode_length': EPISODE_LENGTH, 'generator': GENERATOR, 'sources': sources}
     return Dataset.concatenate(parts, meta)
+
+
+def envs_for(steps: int, num_envs: int) -> int:
+    """The most envs (<= num_envs) that split `steps` into whole 1000-step episodes per env, so that no
+    episode is cut by the end of collection; if none does, min(num_envs, steps)."""
+    for n in range(min(num_envs, steps // EPISODE_LENGTH), 0, -1):
+        if steps % (n * EPISODE_LENGTH) == 0:
+            return n
+    return min(num_envs, steps)
 
 
 def _replay_plan(env: str, size: int):

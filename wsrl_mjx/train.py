@@ -292,7 +292,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     jax.block_until_ready(state)
     wall = host['wall']
     wall['compile'] += time.perf_counter() - tic
-    writer = RunWriter(run_dir, purge_step=_purge_step(host) if resume else None) if lead else None
+    writer = RunWriter(run_dir, purge_step=_purge_step(host, cfg) if resume else None) if lead else None
     history = host['history']
     stop = _StopFlag()
 
@@ -454,8 +454,14 @@ def _checkpoint_step(host: dict, cfg) -> int:
     return host['pretrain_chunks_done'] * cfg.pretrain.log_interval + host['step']
 
 
-def _purge_step(host: dict) -> int:
-    return host['step'] if host['phase'] == 'online' else 0
+def _purge_step(host: dict, cfg) -> int | None:
+    """On resume, TensorBoard hides the events at and after this step (they are written again). One
+    step applies to every tag, so it is only used where it cannot hide the other phase's events; the
+    exact record is metrics.jsonl, which is cut back to the checkpoint."""
+    pretrained = host['pretrain_chunks_done'] * cfg.pretrain.log_interval
+    if host['phase'] == 'pretrain':
+        return pretrained
+    return host['step'] if host['step'] >= pretrained else None
 
 
 def _summary(cfg, seeds: int, history: list, wall: dict) -> dict:

@@ -58,16 +58,11 @@ def compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     evaluate_fn = functools.partial(evaluate.evaluate, env=env, cfg=spec.online.agent, episodes=spec.eval_episodes)
     # Not jitted: on 2-core CPUs one XLA program holding the ten members' orthogonal inits (batched QR
     # custom calls) never returned from execution. Op by op it takes a few seconds.
-    init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.online.agent))
-
-    def sharded(tree):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-    keys = sharded(jax.ShapeDtypeStruct((spec.seeds,), jax.random.key(0).dtype))
-    agent = sharded(jax.eval_shape(init_agent, keys))
-    init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
-    state = sharded(jax.eval_shape(init_jit, keys, agent))
-    init = init_jit.lower(keys, agent).compile()
+    if spec.online.update == 'iql':  # IQL continued online keeps its own state (value network)
+        init_agent = jax.vmap(functools.partial(iql.init, cfg=spec.online.offline_cfg))
+    else:
+        init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.online.agent))
+    keys, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
 
     def chunk_program(fn, *shared):
         program = parallel.per_seed(fn, mesh, seeded=1, shared=len(shared))
@@ -87,6 +82,21 @@ def compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
         state_shape=state,
         sharding=sharding,
     )
+
+
+def _compile_init(init_agent, init, seeds: int, mesh):
+    """(keys shape, compiled init, state shape): init(keys [S], agent [S]) -> state, the seed axis
+    split over `mesh`; shapes carry the seed sharding (restore targets, inputs of later programs)."""
+    sharding = parallel.seed_sharding(mesh)
+
+    def sharded(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+    keys = sharded(jax.ShapeDtypeStruct((seeds,), jax.random.key(0).dtype))
+    agent = sharded(jax.eval_shape(init_agent, keys))
+    init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
+    state = sharded(jax.eval_shape(init_jit, keys, agent))
+    return keys, init_jit.lower(keys, agent).compile(), state
 
 
 def offline_data_shape(agent: sac.SACConfig, rows: int, sharding) -> offline.OfflineData:
@@ -123,7 +133,6 @@ class PretrainPrograms:
 @functools.lru_cache(maxsize=4)
 def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
     mesh = parallel.seed_mesh()
-    sharding = parallel.seed_sharding(mesh)
     if spec.algo == 'iql':
         init_agent = jax.vmap(functools.partial(iql.init, cfg=spec.algo_cfg))
         update = functools.partial(iql.update, cfg=spec.algo_cfg)
@@ -137,15 +146,8 @@ def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
     def chunk(state, data):
         return offline.run_chunk(state, data, update, spec.batch_size, spec.chunk_updates)
 
-    def sharded(tree):
-        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-
-    keys = sharded(jax.ShapeDtypeStruct((spec.seeds,), jax.random.key(0).dtype))
-    agent = sharded(jax.eval_shape(init_agent, keys))
-    init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
-    state = sharded(jax.eval_shape(init_jit, keys, agent))
-    base = spec.algo_cfg.sac
-    data = offline_data_shape(base, spec.dataset_rows, parallel.replicated(mesh))
+    _, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
+    data = offline_data_shape(spec.algo_cfg.sac, spec.dataset_rows, parallel.replicated(mesh))
     train = jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data).compile()
-    return PretrainPrograms(init_agent=init_agent, init=init_jit.lower(keys, agent).compile(), train=train,
+    return PretrainPrograms(init_agent=init_agent, init=init, train=train,
                             state_shape=state, data_sharding=parallel.replicated(mesh))
