@@ -39,6 +39,17 @@ def test_run_directory_contract(smoke_run):
     assert 'offline' in table and 'after warmup' in table and 'final' in table
 
 
+def test_registry_sizes_match_the_loaded_model(smoke_run):
+    # The registry's sizes validate datasets before any model is loaded; collect checks every env's
+    # loaded model against them at run time (loading all four here would take minutes).
+    from wsrl_mjx.envs import make_env
+    from wsrl_mjx.envs.registry import ENV_SPECS
+
+    cfg = smoke_run[0]
+    env, spec = make_env(cfg.env, cfg.episode_length), ENV_SPECS[cfg.env]
+    assert (env.observation_size, env.action_size) == (spec.obs_dim, spec.act_dim)
+
+
 def test_each_program_traced_once(smoke_run):
     # Two pretraining chunks and three training chunks ran; a retrace would mean a recompile.
     assert offline.TRACES['pretrain'] == 1

@@ -64,8 +64,13 @@ def _rollout_program(env_name: str, num_envs: int, length: int, hidden_shapes: t
 
     from wsrl_mjx import networks
     from wsrl_mjx.envs import make_env
+    from wsrl_mjx.envs.registry import ENV_SPECS
 
     env = make_env(env_name, EPISODE_LENGTH)
+    spec = ENV_SPECS[env_name]
+    if (env.observation_size, env.action_size) != (spec.obs_dim, spec.act_dim):
+        raise RuntimeError(f'{env_name}: the loaded model has {env.observation_size} observations and '
+                           f'{env.action_size} actions; the registry says {spec.obs_dim} and {spec.act_dim}')
 
     def chunk(actor, env_state, key):
         def body(carry, _):

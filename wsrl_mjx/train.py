@@ -195,14 +195,14 @@ def load_dataset(cfg, quiet: bool = False):
     from wsrl_mjx.config import uses_dataset
     from wsrl_mjx.data import registry
     from wsrl_mjx.data.dataset import DatasetError, load
-    from wsrl_mjx.envs import make_env
+    from wsrl_mjx.envs.registry import ENV_SPECS
 
     if not uses_dataset(cfg):
         return None
-    env = make_env(cfg.env, cfg.episode_length)
+    spec = ENV_SPECS[cfg.env]
     path = registry.resolve(cfg.dataset, cfg.dataset_size, quiet=quiet)
     try:
-        return load(path, env.observation_size, env.action_size)
+        return load(path, spec.obs_dim, spec.act_dim)
     except DatasetError as e:
         raise UsageError(f'config.dataset: {e}') from None
 

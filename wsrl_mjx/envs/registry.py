@@ -21,13 +21,16 @@ class EnvSpec:
     brax_name: str
     random_return: float  # D4RL REF_MIN_SCORE
     expert_return: float  # D4RL REF_MAX_SCORE
+    obs_dim: int  # of the brax task (checked against the loaded model in the tests)
+    act_dim: int
 
 
+# Sizes are known without loading the model, so datasets are validated before any MJX work starts.
 ENV_SPECS = {
-    'halfcheetah': EnvSpec('halfcheetah', 'halfcheetah', -280.178953, 12135.0),
-    'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3),
-    'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3),
-    'ant': EnvSpec('ant', 'ant', -325.6, 3879.7),
+    'halfcheetah': EnvSpec('halfcheetah', 'halfcheetah', -280.178953, 12135.0, 17, 6),
+    'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3, 11, 3),
+    'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3, 17, 6),
+    'ant': EnvSpec('ant', 'ant', -325.6, 3879.7, 27, 8),
 }
 
 
