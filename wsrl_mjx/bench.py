@@ -210,6 +210,7 @@ def offline(steps: int) -> dict:
     result = {}
     for algo in ('cql', 'calql', 'iql'):
         cfg = wsrl_config(steps)
+        cfg.method = 'wsrl'  # a method that pretrains
         cfg.pretrain.algo = algo
         cfg.pretrain.log_interval = steps
         cfg.pretrain.steps = steps

@@ -262,7 +262,10 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     spec = program_spec(cfg, seeds, rows)
     progs = compile_online_programs(spec)
     pspec = pretrain_spec(cfg, seeds, rows)
-    pprogs = compile_pretrain_programs(pspec) if pspec is not None else None
+    host = checkpointer.read_host(checkpointer.latest_step()) if resume else None
+    # The pretraining programs only when this process will pretrain (not when resuming after it).
+    pretraining = pspec is not None and (host is None or host['phase'] == 'pretrain')
+    pprogs = compile_pretrain_programs(pspec) if pretraining else None
 
     def on_seeds(tree):  # op-by-op results onto the layout the compiled programs expect
         return jax.device_put(tree, progs.sharding)
@@ -270,7 +273,6 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     run_key, agent_key, eval_key, pretrain_key = seed_keys(cfg, seeds)
     if resume:
         step = checkpointer.latest_step()
-        host = checkpointer.read_host(step)
         like = pprogs.state_shape if host['phase'] == 'pretrain' else progs.state_shape
         (state, eval_key), host = checkpointer.restore(step, (like, progs.state_shape.key))
         host['metrics_lines'] = _truncate_metrics(run_dir, host['metrics_lines']) if lead else host['metrics_lines']
