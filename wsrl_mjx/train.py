@@ -409,8 +409,10 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
             wall['finetune'] += seconds
             host['step'] += cfg.log_interval
             host['chunks_done'] = chunk
+            # Critic updates per env step: SAC's critic_steps; the offline algorithms continued online do one.
+            per_step = cfg.agent.critic_steps if spec.online.update == 'sac' else 1
             write(chunk_record('finetune', metrics, seconds, cfg.log_interval,
-                               spec.plan.chunk_iterations * cfg.agent.critic_steps, host['step']))
+                               spec.plan.chunk_iterations * per_step, host['step']))
             last = chunk == spec.plan.chunks
             if chunk % spec.plan.eval_every_chunks == 0 or last:
                 evaluate_now(state.agent.actor, host['step'], 'finetune')
