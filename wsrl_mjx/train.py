@@ -396,7 +396,8 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
                 write(chunk_record('warmup', metrics, wall['warmup'], k, 0, k))
             evaluate_now(state.agent.actor, k, 'warmup')
             host['step'], host['warmup_done'] = k, True
-            checkpoint(_checkpoint_step(host, cfg))
+            if k > 0:  # without warmup the state is the phase change's, saved under the same number
+                checkpoint(_checkpoint_step(host, cfg))
             bar.update(task, completed=host['step'], score=score())
         every = cfg.checkpoint_interval // cfg.log_interval
         for chunk in range(host['chunks_done'] + 1, spec.plan.chunks + 1):
