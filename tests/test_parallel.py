@@ -2,9 +2,11 @@
 
   python -m pytest tests -m slow
 
-CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs the same
-per-device program (vmap over its 2 seeds) in every layout compared here, so per-seed results match
-bit for bit.
+CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs a vmap
+over its 2 seeds in every layout compared here, but XLA compiles the SPMD program a little differently
+from the one-device one: measured, the first log point agrees to ~3e-7 relative and the difference
+then grows through training (critic losses 5% apart after 300 updates, scores 0.01 apart). So the
+comparisons are: the first record to float rounding, every later one finite and close in score.
 """
 import json
 import os
@@ -34,6 +36,17 @@ def finish(process, timeout=1200):
     return out
 
 
+def assert_same_run(records, reference):
+    """Same log points; the first numerically equal to float rounding, final scores close."""
+    assert [(r['phase'], r['step']) for r in records] == [(r['phase'], r['step']) for r in reference]
+    for key, value in reference[0].items():
+        if isinstance(value, list):
+            np.testing.assert_allclose(records[0][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
+    expected = [r for r in reference if 'normalized_score' in r][-1]['normalized_score']
+    np.testing.assert_allclose(final, expected, atol=0.5)
+
+
 def per_seed_records(run_dir, seeds):
     """metrics.jsonl with every per-seed list cut to `seeds` (timings dropped)."""
     out = []
@@ -54,7 +67,7 @@ def two_devices(smoke_run, tmp_path_factory):
 
 def test_seeds_over_two_devices_equal_one_device(smoke_run, two_devices):
     _, one_device_dir, _, _, _ = smoke_run  # seeds 0 and 1 on one device
-    assert per_seed_records(two_devices, slice(0, 2)) == per_seed_records(one_device_dir, slice(0, 2))
+    assert_same_run(per_seed_records(two_devices, slice(0, 2)), per_seed_records(one_device_dir, slice(0, 2)))
     records = per_seed_records(two_devices, slice(0, 4))
     final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
     assert len(set(final)) == 4  # four different seeds
@@ -95,4 +108,4 @@ def test_two_processes_equal_one_process(two_devices, tmp_path):
     processes = [cli([*args, f'--process_id={i}'], devices=1) for i in range(2)]
     for process in processes:
         finish(process)
-    assert per_seed_records(run_dir, slice(0, 4)) == per_seed_records(two_devices, slice(0, 4))
+    assert_same_run(per_seed_records(run_dir, slice(0, 4)), per_seed_records(two_devices, slice(0, 4)))
