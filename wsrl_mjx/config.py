@@ -142,14 +142,17 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'one of auto, {", ".join(WARMUP_POLICIES)}')
     _require(isinstance(cfg.dataset, str) and cfg.dataset != '', 'dataset', cfg.dataset,
              '<env>-<level> or the path of an HDF5 file')
+    from wsrl_mjx.collect import LEVELS
     from wsrl_mjx.data.registry import parse_name
 
     named = parse_name(cfg.dataset)
     _require(named is None or named[0] == cfg.env, 'dataset', cfg.dataset, f'a dataset of env={cfg.env}')
     _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
-             '<env>-<level> (levels: random, medium, medium-replay, expert, medium-expert) or an .hdf5/.h5 file')
-    for key in ('dataset_size', 'pretrain.steps', 'pretrain.batch_size', 'pretrain.log_interval',
-                'pretrain.eval_interval', 'pretrain.cql_n_actions'):
+             f'<env>-<level> (levels: {", ".join(LEVELS)}) or an .hdf5/.h5 file')
+    for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
+                'eval_interval', 'eval_episodes', 'checkpoint_keep', 'dataset_size', 'agent.num_critics',
+                'agent.num_min_critics', 'agent.critic_steps', 'agent.batch_size', 'pretrain.steps',
+                'pretrain.batch_size', 'pretrain.log_interval', 'pretrain.eval_interval', 'pretrain.cql_n_actions'):
         value = cfg
         for part in key.split('.'):
             value = value[part]
@@ -163,17 +166,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
     _require(cfg.agent.matmul_dtype in MATMUL_DTYPES, 'agent.matmul_dtype', cfg.agent.matmul_dtype,
              f'one of {", ".join(MATMUL_DTYPES)}')
-    for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
-                'eval_interval', 'eval_episodes', 'agent.num_critics', 'agent.num_min_critics',
-                'agent.critic_steps', 'agent.batch_size'):
-        value = cfg
-        for part in key.split('.'):
-            value = value[part]
-        _require(isinstance(value, int) and value > 0, key, value, 'a positive integer')
     for key in ('warmup_steps', 'checkpoint_interval'):
         _require(isinstance(cfg[key], int) and cfg[key] >= 0, key, cfg[key], 'a non-negative integer')
-    _require(isinstance(cfg.checkpoint_keep, int) and cfg.checkpoint_keep > 0, 'checkpoint_keep',
-             cfg.checkpoint_keep, 'a positive integer')
     for key in ('critic_hidden', 'actor_hidden'):
         sizes = tuple(cfg.agent[key])
         _require(len(sizes) > 0 and all(isinstance(s, int) and s > 0 for s in sizes), f'agent.{key}', sizes,
