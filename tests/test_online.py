@@ -37,6 +37,11 @@ def test_run_directory_contract(smoke_run):
     assert saved['normalized_score_mean'] == np.mean(saved['normalized_score'])
     table = train.result_table(saved)
     assert 'offline' in table and 'after warmup' in table and 'final' in table
+    from wsrl_mjx.plot import score_table
+    row = score_table([run_dir]).splitlines()[1].split()
+    online = [np.mean(r['normalized_score']) for r in evaluated[1:]]
+    expected = [np.mean(saved['normalized_score_offline']), online[0], min(online), online[-1]]
+    assert row[-7:-2] == ['2', *(f'{v:.1f}' for v in expected)]  # seeds, offline, warmup, lowest, final
 
 
 def test_registry_sizes_match_the_loaded_model(smoke_run):

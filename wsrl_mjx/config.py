@@ -94,22 +94,24 @@ class Method:
     offline_ratio: float  # share of each online batch drawn from the offline data
 
 
-METHODS = ('wsrl', 'no_warmup', 'retain', 'rlpd', 'calql', 'cql', 'iql', 'scratch')
+_CONFIGURED = 'pretrain.algo'  # the method pretrains with the algorithm config.pretrain.algo names
+_METHOD_TABLE = {
+    'wsrl': Method(_CONFIGURED, 'sac', True, 0.0),
+    'no_warmup': Method(_CONFIGURED, 'sac', False, 0.0),
+    'retain': Method(_CONFIGURED, 'sac', True, 0.5),
+    'rlpd': Method(None, 'sac', False, 0.5),
+    'calql': Method('calql', 'calql', False, 0.5),
+    'cql': Method('cql', 'cql', False, 0.5),
+    'iql': Method('iql', 'iql', False, 0.5),
+    'scratch': Method(None, 'sac', True, 0.0),
+}
+METHODS = tuple(_METHOD_TABLE)
 PRETRAIN_ALGOS = ('cql', 'calql', 'iql')
 
 
 def method(cfg) -> Method:
-    algo = cfg.pretrain.algo
-    return {
-        'wsrl': Method(algo, 'sac', True, 0.0),
-        'no_warmup': Method(algo, 'sac', False, 0.0),
-        'retain': Method(algo, 'sac', True, 0.5),
-        'rlpd': Method(None, 'sac', False, 0.5),
-        'calql': Method('calql', 'calql', False, 0.5),
-        'cql': Method('cql', 'cql', False, 0.5),
-        'iql': Method('iql', 'iql', False, 0.5),
-        'scratch': Method(None, 'sac', True, 0.0),
-    }[cfg.method]
+    m = _METHOD_TABLE[cfg.method]
+    return dataclasses.replace(m, pretrain=cfg.pretrain.algo) if m.pretrain == _CONFIGURED else m
 
 
 def uses_dataset(cfg) -> bool:

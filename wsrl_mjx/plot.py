@@ -1,7 +1,8 @@
 """Curves: python -m wsrl_mjx.plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
 Normalised score against online env steps, one line per run labelled with its method (mean over
-seeds, shaded +- one std). A run with pretraining starts at step 0 with its offline score (the last
+seeds, shaded +- one std), and a table of each run's offline score, score after warmup, lowest
+score during fine-tuning (the dip) and final score. A run with pretraining starts at step 0 with its offline score (the last
 evaluation of pretraining), so the dip after the start of fine-tuning shows. Each run's training also
 writes its own curves.png.
 """
@@ -17,8 +18,9 @@ from absl import app, flags
 _OUT = flags.DEFINE_string('out', 'curves.png', 'Output image (PNG).')
 
 
-def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    """(online steps [T], scores [T, seeds]) of a run's evaluation points; the offline score at step 0."""
+def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(online steps [T], scores [T, seeds], offline scores [seeds] or None) of a run's evaluations:
+    the online phase's (after warmup first) and the last evaluation of pretraining, if it pretrained."""
     path = os.path.join(run_dir, 'metrics.jsonl')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{run_dir}: no metrics.jsonl (not a wsrl_mjx run directory)')
@@ -33,11 +35,23 @@ def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
             else:
                 steps.append(record['step'])
                 scores.append(record['normalized_score'])
-    if offline is not None:
-        steps, scores = [0, *steps], [offline, *scores]
     if not steps:
-        raise ValueError(f'{run_dir}/metrics.jsonl: no evaluation points yet')
-    return np.asarray(steps), np.asarray(scores, np.float64)
+        raise ValueError(f'{run_dir}/metrics.jsonl: no online evaluation yet')
+    return np.asarray(steps), np.asarray(scores, np.float64), None if offline is None else np.asarray(offline)
+
+
+def score_table(run_dirs: list[str]) -> str:
+    """One line per run, means over seeds: offline score, score after warmup, lowest score from the start
+    of the online phase on (the dip), and the final score +- its std over seeds."""
+    lines = [f"{'run':<28} {'seeds':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>14}"]
+    for run_dir in run_dirs:
+        _, scores, offline = load_scores(run_dir)
+        mean = scores.mean(axis=1)
+        shown = f'{offline.mean():8.1f}' if offline is not None else f"{'-':>8}"
+        final = f'{mean[-1]:.1f} +- {scores[-1].std():.1f}'
+        lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown} {mean[0]:8.1f} {mean.min():8.1f} '
+                     f'{final:>14}')
+    return '\n'.join(lines)
 
 
 def run_label(run_dir: str) -> str:
@@ -58,7 +72,9 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for run_dir in run_dirs:
-        steps, scores = load_scores(run_dir)
+        steps, scores, offline = load_scores(run_dir)
+        if offline is not None:  # the pretrained policy's score at online step 0
+            steps, scores = np.concatenate([[0], steps]), np.concatenate([offline[None], scores])
         mean, std = scores.mean(axis=1), scores.std(axis=1)
         label = f'{run_label(run_dir)} ({scores.shape[1]} seeds)'
         line, = ax.plot(steps, mean, label=label)
@@ -80,6 +96,7 @@ def main(argv):
         sys.exit(2)
     try:
         plot_runs(argv[1:], _OUT.value)
+        print(score_table(argv[1:]))
     except (FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)

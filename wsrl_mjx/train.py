@@ -267,9 +267,6 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     pretraining = pspec is not None and (host is None or host['phase'] == 'pretrain')
     pprogs = compile_pretrain_programs(pspec) if pretraining else None
 
-    def on_seeds(tree):  # op-by-op results onto the layout the compiled programs expect
-        return jax.device_put(tree, progs.sharding)
-
     run_key, agent_key, eval_key, pretrain_key = seed_keys(cfg, seeds)
     if resume:
         step = checkpointer.latest_step()
@@ -283,10 +280,10 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
                 json.dump({'config': host['config'], 'seeds': seeds}, f, indent=2)
         # Every process computes every seed's keys and initial agent (cheap), then keeps its own shards.
         if pprogs is not None:
-            state = pprogs.init(on_seeds(pretrain_key), on_seeds(pprogs.init_agent(agent_key)))
+            state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
         else:
-            state = progs.init(on_seeds(run_key), on_seeds(progs.init_agent(agent_key)))
-        eval_key = on_seeds(eval_key)
+            state = progs.init(run_key, progs.init_agent(agent_key))
+        eval_key = jax.device_put(eval_key, progs.sharding)
     data = None
     if dataset is not None and (host['phase'] == 'pretrain' or m.offline_ratio > 0):
         data = offline.from_dataset(dataset, cfg.agent.discount, cfg.pretrain.reward_scale, cfg.pretrain.reward_bias,
@@ -306,7 +303,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     def evaluate_now(actor, step: int, phase: str) -> None:
         nonlocal eval_key
         tic = time.perf_counter()
-        eval_key, this_key = on_seeds(_split_keys(eval_key))
+        eval_key, this_key = _split_keys(eval_key)
         returns = parallel.gather(progs.evaluate(actor, this_key)).mean(axis=1)
         wall['evaluate'] += time.perf_counter() - tic
         record = to_python({'phase': phase, 'step': step, 'return': returns,
@@ -375,7 +372,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
             if host['pretrain_chunks_done'] == chunks:
                 # Phase change: the online state takes the pretrained agent unchanged; the offline data
                 # leaves the device unless the method keeps training on it.
-                state = hand_over(state, progs, on_seeds(run_key), spec, pspec)
+                state = hand_over(state, progs, run_key, spec, pspec)
                 if m.offline_ratio == 0:
                     data.delete()
                     data = None
@@ -450,7 +447,7 @@ def hand_over(pretrain_state, progs, run_key, spec, pspec):
 
     agent = pretrain_state.agent
     if pspec.algo == 'iql' and spec.online.update != 'iql':
-        agent = jax.device_put(jax.vmap(lambda a: iql.to_sac(a, spec.online.agent))(agent), progs.sharding)
+        agent = jax.vmap(lambda a: iql.to_sac(a, spec.online.agent))(agent)
     return progs.init(run_key, agent)
 
 
