@@ -58,6 +58,23 @@ def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def put(tree, sharding: NamedSharding):
+    """`tree` on `sharding`; a no-op (no copy) for arrays already laid out so.
+
+    On several processes an array this process holds whole (an op-by-op result such as the initial
+    keys and agent, which every process computes alike) goes through the host: each process then
+    keeps the shards of its own devices. Arrays that already span the processes are resharded.
+    """
+    def one(x):
+        if jax.process_count() > 1 and isinstance(x, jax.Array) and x.is_fully_addressable:
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                return jax.random.wrap_key_data(one(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+            x = np.asarray(x)
+        return jax.device_put(x, sharding)
+
+    return jax.tree.map(one, tree)
+
+
 def gather(tree):
     """Host numpy copy of every seed of `tree` (all processes' shards when running on several hosts)."""
     if jax.process_count() == 1:

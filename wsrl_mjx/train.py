@@ -283,7 +283,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
             state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
         else:
             state = progs.init(run_key, progs.init_agent(agent_key))
-        eval_key = jax.device_put(eval_key, progs.sharding)
+        eval_key = parallel.put(eval_key, progs.sharding)
     data = None
     if dataset is not None and (host['phase'] == 'pretrain' or m.offline_ratio > 0):
         data = offline.from_dataset(dataset, cfg.agent.discount, cfg.pretrain.reward_scale, cfg.pretrain.reward_bias,

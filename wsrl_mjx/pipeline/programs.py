@@ -103,10 +103,10 @@ def _compile_init(init_agent, init, seeds: int, mesh):
 def _seed_layout(compiled, sharding, seeded: int):
     """`compiled` with its first `seeded` arguments put on the seed layout first. XLA gives zero-size
     outputs (MJX state has a few) a replicated layout, which an ahead-of-time program refuses as input
-    on more than one device; for arrays already laid out right the put is a no-op (no copy), so
-    donation still hands the same buffers over."""
+    on more than one device, and op-by-op results live on one device of one process; for arrays
+    already laid out right the put is a no-op (no copy), so donation still hands the same buffers over."""
     def call(*args):
-        return compiled(*jax.device_put(args[:seeded], sharding), *args[seeded:])
+        return compiled(*parallel.put(args[:seeded], sharding), *args[seeded:])
 
     return call
 
