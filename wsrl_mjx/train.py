@@ -490,7 +490,8 @@ def _split_keys(keys):
     """Per-seed split of typed keys [S] -> (next keys [S], keys to use now [S])."""
     import jax
 
-    return jax.vmap(jax.random.split, out_axes=1)(keys)
+    split = jax.vmap(jax.random.split)(keys)  # [S, 2]; sliced, not iterated: it may span processes
+    return split[:, 0], split[:, 1]
 
 
 def _truncate_metrics(run_dir: str, lines: int) -> int:

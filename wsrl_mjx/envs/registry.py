@@ -7,6 +7,7 @@ reference returns, but D4RL ant files do not fit it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -51,7 +52,25 @@ def make_env(env_name: str, episode_length: int):
     # mujoco warns on loading brax's assets (a deprecated compiler attribute); brax logs a missing
     # optional GPU backend (warp). Neither concerns the MJX backend used here.
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _models_on_this_process():
         warnings.simplefilter('ignore')
         env = brax_envs.get_environment(spec.brax_name, backend='mjx')
     return VecEnv(env=env, episode_length=episode_length)
+
+
+@contextlib.contextmanager
+def _models_on_this_process():
+    """MJX puts a model's arrays on jax.devices()[0]. With several processes that device belongs to
+    process 0, and every other process would hold a model it cannot read (its programs then refuse
+    to close over it), so while a model loads, jax.devices() lists this process's devices only."""
+    import jax
+
+    if jax.process_count() == 1:
+        yield
+        return
+    devices = jax.devices
+    jax.devices = lambda backend=None: jax.local_devices(backend=backend)
+    try:
+        yield
+    finally:
+        jax.devices = devices
