@@ -4,7 +4,7 @@ checkpoints and mismatched configs are handled.
 
 The killed run is a CLI subprocess (it loads the programs the smoke_run fixture compiled from the
 session's XLA cache); the resumes run in this process with the fixture's programs, which keeps the
-test run short (tracing the MJX programs in a new process takes a minute or more on 2 cores). The
+test run short (a new process traces the MJX programs again before it finds them in the cache). The
 CLI's --resume path runs in tests/test_parallel.py (slow) and in the refusals below.
 """
 import json
