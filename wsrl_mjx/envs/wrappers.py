@@ -49,7 +49,7 @@ class VecEnv:
 
     @functools.cached_property
     def observation_size(self) -> int:
-        # From the traced shape: brax's own property runs a whole reset op by op (~20 s on 2 CPU cores)
+        # From the traced shape: brax's own property runs a whole reset op by op (60 s the first time on 2 cores)
         # on every access.
         return int(jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
 
