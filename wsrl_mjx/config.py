@@ -154,7 +154,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
                 'eval_interval', 'eval_episodes', 'checkpoint_keep', 'dataset_size', 'agent.num_critics',
                 'agent.num_min_critics', 'agent.critic_steps', 'agent.batch_size', 'pretrain.steps',
-                'pretrain.batch_size', 'pretrain.log_interval', 'pretrain.eval_interval', 'pretrain.cql_n_actions'):
+                'pretrain.batch_size', 'pretrain.log_interval', 'pretrain.eval_interval',
+                'pretrain.cql_n_actions'):
         value = cfg
         for part in key.split('.'):
             value = value[part]

@@ -1,10 +1,10 @@
 """Curves: python -m wsrl_mjx.plot RUN_DIR [RUN_DIR ...] [--out FILE]
 
 Normalised score against online env steps, one line per run labelled with its method (mean over
-seeds, shaded +- one std), and a table of each run's offline score, score after warmup, lowest
-score during fine-tuning (the dip) and final score. A run with pretraining starts at step 0 with its offline score (the last
-evaluation of pretraining), so the dip after the start of fine-tuning shows. Each run's training also
-writes its own curves.png.
+seeds, shaded +- one std), and a table of each run's offline score, score after warmup, lowest score
+from the start of the online phase on (the dip) and final score. A run with pretraining starts at
+step 0 with its offline score (the last evaluation of pretraining), so the dip after the start of
+fine-tuning shows. Each run's training also writes its own curves.png.
 """
 from __future__ import annotations
 

@@ -49,8 +49,8 @@ class VecEnv:
 
     @functools.cached_property
     def observation_size(self) -> int:
-        # From the traced shape: brax's own property runs a whole reset op by op (60 s the first time on 2 cores)
-        # on every access.
+        # From the traced shape, once: brax's own property runs a whole reset op by op on every access
+        # (60 s the first time on 2 CPU cores).
         return int(jax.eval_shape(self.env.reset, jax.random.PRNGKey(0)).obs.shape[-1])
 
     @property
