@@ -30,3 +30,12 @@ def test_num_envs_must_divide_steps():
     cfg.num_envs = 3
     with pytest.raises(ConfigError, match='multiple of num_envs=3'):
         validate(cfg)
+
+
+def test_dataset_env_must_match_only_where_the_dataset_is_read():
+    cfg = locomotion.get_config('sac')  # method scratch: no offline data
+    cfg.env = 'hopper'
+    validate(cfg)
+    cfg.method = 'wsrl'
+    with pytest.raises(ConfigError, match="config.dataset='halfcheetah-medium'.*env=hopper"):
+        validate(cfg)

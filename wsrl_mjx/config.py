@@ -148,7 +148,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     from wsrl_mjx.data.registry import parse_name
 
     named = parse_name(cfg.dataset)
-    _require(named is None or named[0] == cfg.env, 'dataset', cfg.dataset, f'a dataset of env={cfg.env}')
+    # Methods without offline data (scratch) never read the dataset, so its env need not match.
+    _require(named is None or named[0] == cfg.env or not uses_dataset(cfg), 'dataset', cfg.dataset,
+             f'a dataset of env={cfg.env}')
     _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
              f'<env>-<level> (levels: {", ".join(LEVELS)}) or an .hdf5/.h5 file')
     for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
