@@ -7,6 +7,7 @@ session's XLA cache); the resumes run in this process with the fixture's program
 test run short (a new process traces the MJX programs again before it finds them in the cache). The
 CLI's --resume path runs in tests/test_parallel.py (slow) and in the refusals below.
 """
+import copy
 import json
 import os
 import shutil
@@ -98,9 +99,28 @@ def test_uninterrupted_run_checkpoint_holds_the_final_state(smoke_run):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_finished_run_continued_to_more_steps_equals_the_longer_run(smoke_run, tmp_path):
+    cfg, full_dir, _, _, dataset = smoke_run
+    longer = copy.deepcopy(cfg)
+    longer.online_steps = cfg.online_steps + cfg.log_interval
+    run_dir = str(tmp_path / 'continued')
+    shutil.copytree(full_dir, run_dir)
+    _, continued = train.run(longer, 2, run_dir, quiet=True, resume=True, dataset=dataset)
+    reference_dir = str(tmp_path / 'longer')
+    _, reference = train.run(longer, 2, reference_dir, quiet=True, dataset=dataset)
+
+    records = metrics(run_dir)
+    assert records[-1]['step'] == longer.online_steps and records == metrics(reference_dir)
+    for a, b in zip(jax.tree.leaves(continued.agent), jax.tree.leaves(reference.agent), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        assert json.load(f)['config']['online_steps'] == longer.online_steps  # a later --resume matches
+
+
 @pytest.mark.parametrize('args,named', [
     (['--config=configs/locomotion.py:smoke', '--config.agent.batch_size=8'], 'config.agent.batch_size'),
     (['--seeds=3'], '--seeds'),
+    (['--config.online_steps=300'], 'config.online_steps'),  # shorter: only a longer run may continue
 ])
 def test_resume_with_another_config_is_refused(killed_run, tmp_path, args, named):
     run_dir = str(tmp_path / 'run')

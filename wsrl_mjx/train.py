@@ -6,6 +6,7 @@ The host only times, logs, evaluates and writes the run directory; it never sees
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -92,17 +93,33 @@ def _resumed_config(argv: list[str], cfg, seeds: int):
         raise UsageError(f'--run_dir={run_dir}: no readable config.json with config and seeds; not a run directory')
     if latest_checkpoint_step(run_dir) is None:
         raise UsageError(f'--run_dir={run_dir} holds no finished checkpoint to resume from')
-    if any(a == '--config' or a.startswith('--config=') or a.startswith('--config.') for a in argv[1:]):
-        key, given, started = _first_difference(json_config(cfg), saved_config)
-        if key is not None:
-            raise UsageError(f'--resume: config.{key}={given!r} differs from {started!r}, the value the run in '
-                             f'{run_dir} started with; resume with the same config')
+    # The run continues with its saved config. --config=<file> must give the same whole config;
+    # --config.<key> flags alone are checked key by key. Only online_steps may differ, and only
+    # upwards: the run then goes on past its old end (a finished run too).
+    if any(a == '--config' or a.startswith('--config=') for a in argv[1:]):
+        wanted = json_config(cfg)
     else:
-        cfg = ml_collections.ConfigDict(saved_config)
-        try:
-            validate(cfg)
-        except ConfigError as e:
-            raise UsageError(f'{path}: {e}') from None
+        wanted = copy.deepcopy(saved_config)
+        given = json_config(cfg)
+        for arg in argv[1:]:
+            if arg.startswith('--config.'):
+                *parents, leaf = arg[len('--config.'):].split('=')[0].split('.')
+                into, source = wanted, given
+                for part in parents:
+                    into, source = into.setdefault(part, {}), source[part]
+                into[leaf] = source[leaf]
+    steps, started_steps = wanted.get('online_steps'), saved_config.get('online_steps')
+    longer = isinstance(steps, int) and isinstance(started_steps, int) and steps > started_steps
+    key, given, started = _first_difference(wanted, {**saved_config, 'online_steps': steps} if longer else saved_config)
+    if key is not None:
+        raise UsageError(f'--resume: config.{key}={given!r} differs from {started!r}, the value the run in '
+                         f'{run_dir} started with; resume with the same config (only a larger '
+                         f'config.online_steps, to run longer, may differ)')
+    cfg = ml_collections.ConfigDict(wanted)
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        raise UsageError(f'--resume with {path}: {e}') from None
     if flags.FLAGS['seeds'].present and seeds != saved_seeds:
         raise UsageError(f'--resume: --seeds={seeds} differs from {saved_seeds}, the seeds the run in {run_dir} '
                          f'started with')
@@ -273,11 +290,14 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         like = pprogs.state_shape if host['phase'] == 'pretrain' else progs.state_shape
         (state, eval_key), host = checkpointer.restore(step, (like, progs.state_shape.key))
         host['metrics_lines'] = _truncate_metrics(run_dir, host['metrics_lines']) if lead else host['metrics_lines']
+        if host['config'] != json_config(cfg):  # a longer online_steps (the only difference parse_args lets by)
+            host['config'] = json_config(cfg)
+            if lead:
+                _write_json(os.path.join(run_dir, 'config.json'), {'config': host['config'], 'seeds': seeds})
     else:
         host = _fresh_host(cfg, seeds, pprogs is not None)
         if lead:
-            with open(os.path.join(run_dir, 'config.json'), 'w') as f:
-                json.dump({'config': host['config'], 'seeds': seeds}, f, indent=2)
+            _write_json(os.path.join(run_dir, 'config.json'), {'config': host['config'], 'seeds': seeds})
         # Every process computes every seed's keys and initial agent (cheap), then keeps its own shards.
         if pprogs is not None:
             state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
@@ -436,6 +456,14 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
             json.dump(summary, f, indent=2)
         plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.method} on {cfg.env}')
     return summary, state
+
+
+def _write_json(path: str, obj) -> None:
+    """Writes `obj` to `path` atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
 
 
 def hand_over(pretrain_state, progs, run_key, spec, pspec):

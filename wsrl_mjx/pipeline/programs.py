@@ -44,9 +44,15 @@ class OnlinePrograms:
     sharding: jax.sharding.NamedSharding  # of every per-seed array
 
 
-@functools.lru_cache(maxsize=4)
 def compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
-    """Traces and compiles every program of a run once, ahead of time; cached per spec in this process."""
+    """Traces and compiles every program of a run once, ahead of time; cached per spec in this process.
+    Of the plan only the iterations per call shape a program, so runs of other lengths share them."""
+    return _compile_online_programs(dataclasses.replace(
+        spec, plan=dataclasses.replace(spec.plan, chunks=0, eval_every_chunks=0)))
+
+
+@functools.lru_cache(maxsize=4)
+def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     mesh = parallel.seed_mesh()
     sharding = parallel.seed_sharding(mesh)
     env = make_env(spec.env_name, spec.episode_length)
