@@ -1,5 +1,6 @@
 """Dataset files: round trip, D4RL files without next_observations, Minari files, validation, --info."""
 import json
+import os
 import subprocess
 import sys
 
@@ -170,3 +171,18 @@ def test_collect_bad_input_one_line_exit_2_no_file(tmp_path, args, named):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and len(lines) == 1 and named in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_cached_dataset_name_changes_with_the_shipped_policies(tmp_path, monkeypatch):
+    import shutil
+
+    from wsrl_mjx import collect
+    from wsrl_mjx.data import registry
+
+    shutil.copy(os.path.join(collect.POLICY_DIR, 'halfcheetah_medium.npz'), tmp_path / 'halfcheetah_medium.npz')
+    monkeypatch.setattr(collect, 'POLICY_DIR', str(tmp_path))
+    before = registry._policies_digest('halfcheetah')
+    assert registry._policies_digest('hopper') != before  # no hopper files here: the empty digest
+    with open(tmp_path / 'halfcheetah_medium.npz', 'ab') as f:
+        f.write(b'\0')
+    assert registry._policies_digest('halfcheetah') != before

@@ -1,17 +1,30 @@
 """Datasets by name: '<env>-<level>' is generated with wsrl_mjx.collect on first use and cached.
 
 Cache: $WSRL_MJX_DATASETS, default ~/.cache/wsrl_mjx/datasets; files are named
-<env>-<level>-n<size>-s<seed>.hdf5, so a different size or seed never reuses another's file.
+<env>-<level>-n<size>-s<seed>-p<policies>.hdf5, where <policies> is a digest of the behaviour-policy
+files shipped for the env, so a different size, seed or shipped policy never reuses another's file.
 Anything else given as a dataset is read as the path of an HDF5 file.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 
 def cache_dir() -> str:
     return os.environ.get('WSRL_MJX_DATASETS', os.path.join(Path.home(), '.cache', 'wsrl_mjx', 'datasets'))
+
+
+def _policies_digest(env: str) -> str:
+    """8 hex digits over the bytes of every policy file shipped for `env` (none: the empty digest)."""
+    from wsrl_mjx.collect import shipped_policies
+
+    digest = hashlib.sha256()
+    for name, path in sorted(shipped_policies(env).items()):
+        with open(path, 'rb') as f:
+            digest.update(name.encode() + b'\0' + f.read())
+    return digest.hexdigest()[:8]
 
 
 def parse_name(name: str) -> tuple[str, str] | None:
@@ -29,7 +42,7 @@ def resolve(name: str, size: int, seed: int = 0, quiet: bool = False) -> str:
     if parsed is None:
         return name
     env, level = parsed
-    path = os.path.join(cache_dir(), f'{name}-n{size}-s{seed}.hdf5')
+    path = os.path.join(cache_dir(), f'{name}-n{size}-s{seed}-p{_policies_digest(env)}.hdf5')
     if not os.path.exists(path):
         from wsrl_mjx.collect import collect
         from wsrl_mjx.data.dataset import write_hdf5
