@@ -100,11 +100,11 @@ def _resumed_config(argv: list[str], cfg, seeds: int):
         wanted = json_config(cfg)
     else:
         wanted = copy.deepcopy(saved_config)
-        given = json_config(cfg)
+        flagged = json_config(cfg)  # the default preset with the --config.<key> flags
         for arg in argv[1:]:
             if arg.startswith('--config.'):
                 *parents, leaf = arg[len('--config.'):].split('=')[0].split('.')
-                into, source = wanted, given
+                into, source = wanted, flagged
                 for part in parents:
                     into, source = into.setdefault(part, {}), source[part]
                 into[leaf] = source[leaf]
@@ -290,8 +290,9 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         like = pprogs.state_shape if host['phase'] == 'pretrain' else progs.state_shape
         (state, eval_key), host = checkpointer.restore(step, (like, progs.state_shape.key))
         host['metrics_lines'] = _truncate_metrics(run_dir, host['metrics_lines']) if lead else host['metrics_lines']
-        if host['config'] != json_config(cfg):  # a longer online_steps (the only difference parse_args lets by)
-            host['config'] = json_config(cfg)
+        config = json_config(cfg)
+        if host['config'] != config:  # a longer online_steps (the only difference parse_args lets by)
+            host['config'] = config
             if lead:
                 _write_json(os.path.join(run_dir, 'config.json'), {'config': host['config'], 'seeds': seeds})
     else:
@@ -452,8 +453,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
 
     summary = _summary(cfg, seeds, history, wall)
     if lead:
-        with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+        _write_json(os.path.join(run_dir, 'summary.json'), summary)
         plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.method} on {cfg.env}')
     return summary, state
 
