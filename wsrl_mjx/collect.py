@@ -25,6 +25,7 @@ import sys
 
 import numpy as np
 
+from wsrl_mjx.cli import exit_on_help, fail
 from wsrl_mjx.data.dataset import Dataset, DatasetError, load, summarize, write_hdf5
 
 GENERATOR = 'wsrl_mjx.collect/1'
@@ -234,15 +235,16 @@ def main(argv: list[str]) -> None:
     flags.DEFINE_string('info', None, 'Print what is in this dataset file and exit.')
     flags.DEFINE_bool('json', False, 'With --info: one JSON object.')
     flags.DEFINE_bool('quiet', False, 'No progress bar.')
+    exit_on_help(argv, __doc__)
     try:
         f(argv)
     except flags.Error as e:
-        _fail(str(e).splitlines()[0])
+        fail(str(e).splitlines()[0])
     if f.info:
         try:
             data = load(f.info)
         except DatasetError as e:
-            _fail(str(e))
+            fail(str(e))
         info = summarize(data)
         if f.json:
             print(json.dumps(info))
@@ -252,23 +254,18 @@ def main(argv: list[str]) -> None:
                 print(f'  {k:24s} {v:.3f}' if isinstance(v, float) else f'  {k:24s} {v}')
         return
     if not f.out:
-        _fail('--out=FILE is required (or --info FILE)')
+        fail('--out=FILE is required (or --info FILE)')
     if f.policy and not os.path.isfile(f.policy):
-        _fail(f'--policy={f.policy}: no such file')
+        fail(f'--policy={f.policy}: no such file')
     try:
         data = collect(f.env, f.level, f.size, f.seed, f.envs, f.policy, f.quiet)
     except CollectError as e:
-        _fail(str(e))
+        fail(str(e))
     write_hdf5(f.out, data)
     info = summarize(data)
     print(f"{f.out}: {info['transitions']} transitions, {info['episodes']} episodes, normalised score "
           f"{info.get('normalized_score_mean', float('nan')):.1f} "
           f"[{info.get('normalized_score_min', float('nan')):.1f}, {info.get('normalized_score_max', float('nan')):.1f}]")
-
-
-def _fail(message: str) -> None:
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
 
 
 if __name__ == '__main__':

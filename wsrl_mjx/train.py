@@ -1,8 +1,16 @@
-"""Entry point: python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value>]
-                                      [--run_dir=DIR] [--seeds=N]
+"""Entry point: one WSRL run (or a baseline) end to end, seeds vmapped in one program.
 
-Phases: warmup (no updates) -> online training in compiled chunks, evaluated every eval_interval.
-The host only times, logs, evaluates and writes the run directory; it never sees a transition.
+  python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value> ...]
+                           [--seeds=N] [--run_dir=DIR] [--resume] [--quiet]
+
+Presets: default (WSRL on halfcheetah-medium, ~20 min on 2 CPU cores), smoke, sac, paper (GPUs).
+Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, scratch.
+Phases: dataset (made by name and cached on first use) -> offline pretraining -> policy warmup (no
+updates) -> online training in compiled chunks, evaluated every eval_interval. The run directory gets
+config.json, metrics.jsonl, TensorBoard events, checkpoints/, policies/, summary.json and curves.png.
+`--run_dir=DIR --resume` continues a stopped run from its latest checkpoint (add
+`--config.online_steps=N` to extend it). The host only times, logs, evaluates and checkpoints; it
+never sees a transition. Bad input: one line on stderr, exit code 2, nothing written.
 """
 from __future__ import annotations
 
@@ -16,6 +24,8 @@ from pathlib import Path
 
 from absl import flags
 from ml_collections import config_flags
+
+from wsrl_mjx.cli import exit_on_help, fail
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / 'configs' / 'locomotion.py')
 
@@ -32,11 +42,6 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_p
 
 class UsageError(Exception):
     """Bad input: reported as one line on stderr with exit code 2."""
-
-
-def fail(message: str) -> None:
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
 
 
 def parse_args(argv: list[str]):
@@ -557,6 +562,7 @@ class _StopFlag:
 
 
 def main(argv: list[str]) -> None:
+    exit_on_help(argv, __doc__)
     try:
         cfg, seeds, run_dir, resume = parse_args(argv)
     except UsageError as e:
