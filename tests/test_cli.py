@@ -33,11 +33,12 @@ def test_bad_input_one_line_exit_2_no_run_dir(tmp_path, args, named):
     assert not run_dir.exists()
 
 
-@pytest.mark.parametrize('module,flag', [('wsrl_mjx.train', '--config.method'), ('wsrl_mjx.collect', '--level')])
+@pytest.mark.parametrize('module,flag', [('wsrl_mjx.train', '--seeds'), ('wsrl_mjx.collect', '--level'),
+                                         ('wsrl_mjx.plot', '--out'), ('wsrl_mjx.bench', '--steps')])
 def test_help_prints_usage_and_flags_exit_0(module, flag):
     result = subprocess.run([sys.executable, '-m', module, '--help'], cwd=REPO, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert f'python -m {module}' in result.stdout
-    flags = result.stdout.split('\nflags:\n', 1)[1]
-    assert '--seed' in flags and flag in result.stdout
+    usage, flags = result.stdout.split('\nflags:\n', 1)
+    assert flag in flags and 'error' not in result.stdout.lower()

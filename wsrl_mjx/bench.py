@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+from wsrl_mjx.cli import exit_on_help
+
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
 
@@ -318,4 +320,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    exit_on_help(sys.argv, __doc__)
     app.run(main)

@@ -15,6 +15,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from wsrl_mjx.cli import exit_on_help
+
 _OUT = flags.DEFINE_string('out', 'curves.png', 'Output image (PNG).')
 
 
@@ -104,4 +106,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+    exit_on_help(sys.argv, __doc__)
     app.run(main)
