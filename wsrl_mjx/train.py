@@ -105,7 +105,7 @@ def _resumed_config(argv: list[str], cfg, seeds: int):
         wanted = json_config(cfg)
     else:
         wanted = copy.deepcopy(saved_config)
-        flagged = json_config(cfg)  # the default preset with the --config.<key> flags
+        flagged = json_config(cfg)  # the --config preset with the --config.<key> flags applied
         for arg in argv[1:]:
             if arg.startswith('--config.'):
                 *parents, leaf = arg[len('--config.'):].split('=')[0].split('.')
