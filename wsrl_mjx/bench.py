@@ -18,7 +18,7 @@ import time
 
 from absl import app, flags
 
-from wsrl_mjx.cli import exit_on_help
+from wsrl_mjx.cli import exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
@@ -308,8 +308,7 @@ BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHES:
-        print(f'error: name one benchmark: {", ".join(BENCHES)}', file=sys.stderr)
-        sys.exit(2)
+        fail(f'name one benchmark: {", ".join(BENCHES)}')
     import os
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/

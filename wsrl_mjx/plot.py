@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from wsrl_mjx.cli import exit_on_help
+from wsrl_mjx.cli import exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', 'curves.png', 'Output image (PNG).')
 
@@ -94,14 +94,12 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
 
 def main(argv):
     if len(argv) < 2:
-        print('error: name at least one run directory', file=sys.stderr)
-        sys.exit(2)
+        fail('name at least one run directory')
     try:
         plot_runs(argv[1:], _OUT.value)
         print(score_table(argv[1:]))
     except (FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+        fail(str(e))
     print(f'wrote {_OUT.value}')
 
 
