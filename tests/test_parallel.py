@@ -3,11 +3,12 @@
   python -m pytest tests -m slow
 
 CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs a vmap
-over its 2 seeds in every layout compared here, but XLA compiles the SPMD program a little differently
-from the one-device one: measured, the first log point agrees to ~3e-7 relative and the difference
-then grows through training (critic losses 5% apart after 300 updates, scores 0.01 apart). So one device
-against two compares the first record to float rounding and the final scores closely; two processes
-(one device each) against two devices of one process compare exactly.
+over its 2 seeds in every layout compared here. Pretraining is the same bit for bit on one device and
+on two (wsrl_mjx.optim). The MJX simulation is not: XLA compiles the partitioned program's MJX step a
+little differently, the first difference shows once contacts start (~7 env steps in, ~1e-6) and the
+dynamics then amplify it (scores 0.01 apart after 400 steps). So one device against two compares the
+pretraining updates exactly and the final scores closely; two processes (one device each) against two
+devices of one process compare exactly.
 """
 import json
 import os
@@ -38,11 +39,12 @@ def finish(process, timeout=1200):
 
 
 def assert_same_run(records, reference):
-    """Same log points; the first numerically equal to float rounding, final scores close."""
+    """Same log points; the pretraining updates' metrics equal, final scores close."""
     assert [(r['phase'], r['step']) for r in records] == [(r['phase'], r['step']) for r in reference]
-    for key, value in reference[0].items():
-        if isinstance(value, list):
-            np.testing.assert_allclose(records[0][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    updates = [(r, ref) for r, ref in zip(records, reference) if r['phase'] == 'pretrain' and 'critic_loss' in r]
+    assert updates
+    for record, expected in updates:
+        assert record == expected, record['step']
     final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
     expected = [r for r in reference if 'normalized_score' in r][-1]['normalized_score']
     np.testing.assert_allclose(final, expected, atol=0.5)

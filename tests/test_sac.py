@@ -133,3 +133,25 @@ def test_fused_update_equals_step_by_step_reference():
     chex.assert_trees_all_close(fused, reference, rtol=1e-4, atol=1e-5)
     assert not np.allclose(fused.critic[0]['kernel'], state.critic[0]['kernel'])
     assert set(metrics) >= {'critic_loss', 'actor_loss', 'alpha', 'entropy', 'q_mean', 'temperature_loss'}
+
+
+def test_adam_equals_optax_adam_with_the_same_state():
+    # wsrl_mjx.optim.adam takes the bias corrections' reciprocals itself (so that XLA rounds it the same
+    # on every device layout); it must otherwise be optax.adam: same updates to float rounding, same state
+    # tree (checkpoints of either restore into the other).
+    import optax
+
+    from wsrl_mjx import optim
+
+    rng = np.random.default_rng(0)
+    params = {'w': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), 'b': jnp.zeros((4,), jnp.float32)}
+    ours, theirs = optim.adam(3e-4), optax.adam(3e-4)
+    ours_state, theirs_state = ours.init(params), theirs.init(params)
+    assert jax.tree.structure(ours_state) == jax.tree.structure(theirs_state)
+    for step in range(5):
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 10.0**(step - 2), jnp.float32), params)
+        ours_update, ours_state = ours.update(grads, ours_state)
+        theirs_update, theirs_state = theirs.update(grads, theirs_state)
+        chex.assert_trees_all_close(ours_update, theirs_update, rtol=1e-6, atol=0)
+        chex.assert_trees_all_close(ours_state, theirs_state, rtol=1e-6, atol=0)
+    assert int(ours_state[0].count) == 5

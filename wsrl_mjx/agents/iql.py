@@ -19,7 +19,7 @@ import optax
 
 from kernels.distributions import tanh_normal_log_prob
 from kernels.ensemble import ensemble_mlp, init_ensemble_mlp, select_members
-from wsrl_mjx import networks
+from wsrl_mjx import networks, optim
 from wsrl_mjx.agents import sac
 
 MAX_WEIGHT = 100.0
@@ -52,7 +52,7 @@ def init(key: jax.Array, cfg: IQLConfig) -> IQLState:
                               kernel_scale_final=s.kernel_scale_final)
     return IQLState(actor=base.actor, critic=base.critic, target_critic=base.target_critic, value=value,
                     actor_opt=base.actor_opt, critic_opt=base.critic_opt,
-                    value_opt=optax.adam(cfg.value_lr).init(value))
+                    value_opt=optim.adam(cfg.value_lr).init(value))
 
 
 def value_apply(params, observation, dtype=jnp.float32) -> jax.Array:
@@ -101,7 +101,7 @@ def update(state: IQLState, batch, mc_return, key, cfg: IQLConfig):
     subset = jax.random.choice(key, s.num_critics, (s.num_min_critics,), replace=False)
     target_q = _target_q(state, batch, subset, cfg)
     advantage = target_q - value_apply(state.value, batch.observation, s.dtype)
-    value, value_opt, value_metrics = sac.gradient_step(value_loss, optax.adam(cfg.value_lr), state.value,
+    value, value_opt, value_metrics = sac.gradient_step(value_loss, optim.adam(cfg.value_lr), state.value,
                                                         state.value_opt, target_q, batch, cfg)
     actor, actor_opt, actor_metrics = sac.gradient_step(actor_loss, actor_tx, state.actor, state.actor_opt,
                                                         jax.lax.stop_gradient(advantage), batch, cfg)

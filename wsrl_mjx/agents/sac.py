@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from kernels.ensemble import select_members
-from wsrl_mjx import networks
+from wsrl_mjx import networks, optim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +65,9 @@ class SACState:
 
 
 def optimizers(cfg: SACConfig) -> tuple[optax.GradientTransformation, ...]:
-    """Adam with optax defaults and constant learning rates; no weight decay, no clipping."""
-    return optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.temperature_lr)
+    """Adam with optax defaults and constant learning rates; no weight decay, no clipping (wsrl_mjx.optim:
+    optax's Adam computed so that every device layout rounds it alike)."""
+    return optim.adam(cfg.actor_lr), optim.adam(cfg.critic_lr), optim.adam(cfg.temperature_lr)
 
 
 def init(key: jax.Array, cfg: SACConfig) -> SACState:
