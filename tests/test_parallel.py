@@ -5,7 +5,7 @@
 CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs a vmap
 over its 2 seeds in every layout compared here. Pretraining is the same bit for bit on one device and
 on two (wsrl_mjx.optim). The MJX simulation is not: XLA compiles the partitioned program's MJX step a
-little differently, the first difference shows once contacts start (~7 env steps in, ~1e-6) and the
+little differently, the first difference shows once contacts start (~7 env steps in, ~1e-6 in the observations) and the
 dynamics then amplify it (scores 0.01 apart after 400 steps). So one device against two compares the
 pretraining updates exactly and the final scores closely; two processes (one device each) against two
 devices of one process compare exactly.
