@@ -17,14 +17,11 @@ import optax
 
 
 def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
-    def init(params):
-        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params),
-                                      nu=optax.tree.zeros_like(params))
-
+    """optax.scale_by_adam (same init, same moment updates) but for the bias corrections."""
     def update(updates, state, params=None):
         del params
-        mu = jax.tree.map(lambda g, m: (1 - b1) * g + b1 * m, updates, state.mu)
-        nu = jax.tree.map(lambda g, v: (1 - b2) * (g * g) + b2 * v, updates, state.nu)
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
         count = optax.safe_increment(state.count)
         t = count.astype(jnp.float32)
         mu_scale = 1.0 / (1.0 - b1**t)
@@ -32,7 +29,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> opta
         updates = jax.tree.map(lambda m, v: m * mu_scale / (jnp.sqrt(v * nu_scale) + eps), mu, nu)
         return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(optax.scale_by_adam(b1, b2, eps).init, update)
 
 
 def adam(learning_rate: float) -> optax.GradientTransformation:
