@@ -3,12 +3,13 @@
   python -m pytest tests -m slow
 
 CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs a vmap
-over its 2 seeds in every layout compared here. Pretraining is the same bit for bit on one device and
-on two (wsrl_mjx.optim). The MJX simulation is not: XLA compiles the partitioned program's MJX step a
-little differently, the first difference shows once contacts start (~7 env steps in, ~1e-6 in the observations) and the
-dynamics then amplify it (scores 0.01 apart after 400 steps). So one device against two compares the
-pretraining updates exactly and the final scores closely; two processes (one device each) against two
-devices of one process compare exactly.
+over its 2 seeds in every layout compared here. Pretraining, the warmup (MJX steps with the frozen
+policy) and the evaluations up to fine-tuning are the same bit for bit on one device and on two
+(wsrl_mjx.optim for Adam's bias correction, parallel.compiler_options for the dots of MJX's solver).
+The fine-tuning updates are not: XLA:CPU contracts multiply-adds into FMAs where its fusions put them
+together, and it fuses the two programs a little differently (README, "Known limits"); those records
+are compared by their final scores. Two processes (one device each) against two devices of one
+process compare exactly.
 """
 import json
 import os
@@ -38,18 +39,6 @@ def finish(process, timeout=1200):
     return out
 
 
-def assert_same_run(records, reference):
-    """Same log points; the pretraining updates' metrics equal, final scores close."""
-    assert [(r['phase'], r['step']) for r in records] == [(r['phase'], r['step']) for r in reference]
-    updates = [(r, ref) for r, ref in zip(records, reference) if r['phase'] == 'pretrain' and 'critic_loss' in r]
-    assert updates
-    for record, expected in updates:
-        assert record == expected, record['step']
-    final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
-    expected = [r for r in reference if 'normalized_score' in r][-1]['normalized_score']
-    np.testing.assert_allclose(final, expected, atol=0.5)
-
-
 def per_seed_records(run_dir, seeds):
     """metrics.jsonl with every per-seed list cut to `seeds` (timings dropped)."""
     out = []
@@ -70,7 +59,14 @@ def two_devices(smoke_run, tmp_path_factory):
 
 def test_seeds_over_two_devices_equal_one_device(smoke_run, two_devices):
     _, one_device_dir, _, _, _ = smoke_run  # seeds 0 and 1 on one device
-    assert_same_run(per_seed_records(two_devices, slice(0, 2)), per_seed_records(one_device_dir, slice(0, 2)))
+    records, reference = per_seed_records(two_devices, slice(0, 2)), per_seed_records(one_device_dir, slice(0, 2))
+    assert {r['phase'] for r in reference} == {'pretrain', 'warmup', 'finetune'}
+    for record, expected in zip(records, reference, strict=True):
+        if record['phase'] != 'finetune':
+            assert record == expected, (record['phase'], record['step'])
+    final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
+    expected = [r for r in reference if 'normalized_score' in r][-1]['normalized_score']
+    np.testing.assert_allclose(final, expected, atol=0.5)
     records = per_seed_records(two_devices, slice(0, 4))
     final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
     assert len(set(final)) == 4  # four different seeds

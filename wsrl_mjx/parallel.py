@@ -53,6 +53,20 @@ def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0):
     return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False)
 
 
+def compiler_options() -> dict[str, str]:
+    """XLA options every program of a run is compiled with. Other backends than CPU: XLA's defaults.
+
+    On CPU, YNNPACK's dot fusions are off, so every dot runs on XLA's own kernels. Which dots YNNPACK
+    takes depends on the layouts XLA picks for the whole program, and those differ between the
+    one-device program and the partitioned one: one [9, 46] x [46, 9] product of MJX's constraint
+    solver went to YNNPACK on two devices and not on one, was summed in another order, and the
+    simulation drifted apart from the first contact on. With them off, the MJX programs give the same
+    results on any device count, and the fused online program measured no slower (README, "The online
+    learner"). What still differs is FMA contraction (README, "Known limits").
+    """
+    return {'xla_cpu_experimental_ynn_fusion_type': ''} if jax.default_backend() == 'cpu' else {}
+
+
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     """One whole copy on every device (the offline dataset)."""
     return NamedSharding(mesh, PartitionSpec())

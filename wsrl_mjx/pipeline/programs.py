@@ -72,7 +72,8 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
 
     def chunk_program(fn, *shared):
         program = parallel.per_seed(fn, mesh, seeded=1, shared=len(shared))
-        return _seed_layout(jax.jit(program, donate_argnums=0).lower(state, *shared).compile(), sharding, 1)
+        compiled = jax.jit(program, donate_argnums=0).lower(state, *shared).compile(parallel.compiler_options())
+        return _seed_layout(compiled, sharding, 1)
 
     if spec.online.offline_ratio > 0:
         data = offline_data_shape(spec.online.agent, spec.dataset_rows, parallel.replicated(mesh))
@@ -85,7 +86,7 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
         warmup=chunk_program(warmup) if spec.plan.warmup_iterations else None,
         train=train_program,
         evaluate=_seed_layout(jax.jit(parallel.per_seed(evaluate_fn, mesh, seeded=2)).lower(
-            state.agent.actor, keys).compile(), sharding, 2),
+            state.agent.actor, keys).compile(parallel.compiler_options()), sharding, 2),
         state_shape=state,
         sharding=sharding,
     )
@@ -103,7 +104,8 @@ def _compile_init(init_agent, init, seeds: int, mesh):
     agent = sharded(jax.eval_shape(init_agent, keys))
     init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
     state = sharded(jax.eval_shape(init_jit, keys, agent))
-    return keys, _seed_layout(init_jit.lower(keys, agent).compile(), sharding, 2), state
+    compiled = init_jit.lower(keys, agent).compile(parallel.compiler_options())
+    return keys, _seed_layout(compiled, sharding, 2), state
 
 
 def _seed_layout(compiled, sharding, seeded: int):
@@ -166,7 +168,8 @@ def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
 
     _, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
     data = offline_data_shape(spec.algo_cfg.sac, spec.dataset_rows, parallel.replicated(mesh))
-    train = jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data).compile()
+    train = jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data).compile(
+        parallel.compiler_options())
     train = _seed_layout(train, parallel.seed_sharding(mesh), 1)
     return PretrainPrograms(init_agent=init_agent, init=init, train=train,
                             state_shape=state, data_sharding=parallel.replicated(mesh))
