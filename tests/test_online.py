@@ -6,7 +6,7 @@ import os
 import jax
 import numpy as np
 
-from wsrl_mjx import train
+from wsrl_mjx import parallel, train
 from wsrl_mjx.pipeline import offline, online
 from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
 
@@ -150,3 +150,12 @@ def test_collect_reproduces_the_generated_dataset(smoke_run):
     assert len(dataset) == cfg.dataset_size and dataset.timeouts.sum() == 64  # one cut episode per env
     other = collect('halfcheetah', 'random', cfg.dataset_size, 1, quiet=True)
     assert not np.allclose(other.observations, dataset.observations)
+
+
+def test_cpu_programs_compile_without_ynnpack_dot_fusions():
+    # parallel.compiler_options keeps every dot on XLA's own kernels, which round alike on any device
+    # layout; with XLA's defaults this CPU hands the ensemble's batched matmul to YNNPACK.
+    x = jax.numpy.ones((10, 256, 256))
+    lowered = jax.jit(lambda a, b: jax.numpy.einsum('mbi,mio->mbo', a, b)).lower(x, x)
+    assert '__ynn_fusion' in lowered.compile().as_text()
+    assert '__ynn_fusion' not in lowered.compile(parallel.compiler_options()).as_text()
