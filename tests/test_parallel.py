@@ -39,6 +39,10 @@ def finish(process, timeout=1200):
     return out
 
 
+def final_scores(records):
+    return [r for r in records if 'normalized_score' in r][-1]['normalized_score']
+
+
 def per_seed_records(run_dir, seeds):
     """metrics.jsonl with every per-seed list cut to `seeds` (timings dropped)."""
     out = []
@@ -64,12 +68,8 @@ def test_seeds_over_two_devices_equal_one_device(smoke_run, two_devices):
     for record, expected in zip(records, reference, strict=True):
         if record['phase'] != 'finetune':
             assert record == expected, (record['phase'], record['step'])
-    final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
-    expected = [r for r in reference if 'normalized_score' in r][-1]['normalized_score']
-    np.testing.assert_allclose(final, expected, atol=0.5)
-    records = per_seed_records(two_devices, slice(0, 4))
-    final = [r for r in records if 'normalized_score' in r][-1]['normalized_score']
-    assert len(set(final)) == 4  # four different seeds
+    np.testing.assert_allclose(final_scores(records), final_scores(reference), atol=0.5)
+    assert len(set(final_scores(per_seed_records(two_devices, slice(0, 4))))) == 4  # four different seeds
 
 
 def test_seed_count_must_divide_over_devices(tmp_path):

@@ -72,8 +72,7 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
 
     def chunk_program(fn, *shared):
         program = parallel.per_seed(fn, mesh, seeded=1, shared=len(shared))
-        compiled = jax.jit(program, donate_argnums=0).lower(state, *shared).compile(parallel.compiler_options())
-        return _seed_layout(compiled, sharding, 1)
+        return _compile(jax.jit(program, donate_argnums=0).lower(state, *shared), sharding, 1)
 
     if spec.online.offline_ratio > 0:
         data = offline_data_shape(spec.online.agent, spec.dataset_rows, parallel.replicated(mesh))
@@ -85,8 +84,8 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
         init=init,
         warmup=chunk_program(warmup) if spec.plan.warmup_iterations else None,
         train=train_program,
-        evaluate=_seed_layout(jax.jit(parallel.per_seed(evaluate_fn, mesh, seeded=2)).lower(
-            state.agent.actor, keys).compile(parallel.compiler_options()), sharding, 2),
+        evaluate=_compile(jax.jit(parallel.per_seed(evaluate_fn, mesh, seeded=2)).lower(state.agent.actor, keys),
+                          sharding, 2),
         state_shape=state,
         sharding=sharding,
     )
@@ -104,15 +103,17 @@ def _compile_init(init_agent, init, seeds: int, mesh):
     agent = sharded(jax.eval_shape(init_agent, keys))
     init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
     state = sharded(jax.eval_shape(init_jit, keys, agent))
-    compiled = init_jit.lower(keys, agent).compile(parallel.compiler_options())
-    return keys, _seed_layout(compiled, sharding, 2), state
+    return keys, _compile(init_jit.lower(keys, agent), sharding, 2), state
 
 
-def _seed_layout(compiled, sharding, seeded: int):
-    """`compiled` with its first `seeded` arguments put on the seed layout first. XLA gives zero-size
-    outputs (MJX state has a few) a replicated layout, which an ahead-of-time program refuses as input
-    on more than one device, and op-by-op results live on one device of one process; for arrays
-    already laid out right the put is a no-op (no copy), so donation still hands the same buffers over."""
+def _compile(lowered, sharding, seeded: int):
+    """`lowered` compiled with `parallel.compiler_options`, its first `seeded` arguments put on the seed
+    layout first. XLA gives zero-size outputs (MJX state has a few) a replicated layout, which an
+    ahead-of-time program refuses as input on more than one device, and op-by-op results live on one
+    device of one process; for arrays already laid out right the put is a no-op (no copy), so donation
+    still hands the same buffers over."""
+    compiled = lowered.compile(parallel.compiler_options())
+
     def call(*args):
         return compiled(*parallel.put(args[:seeded], sharding), *args[seeded:])
 
@@ -168,8 +169,7 @@ def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
 
     _, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
     data = offline_data_shape(spec.algo_cfg.sac, spec.dataset_rows, parallel.replicated(mesh))
-    train = jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data).compile(
-        parallel.compiler_options())
-    train = _seed_layout(train, parallel.seed_sharding(mesh), 1)
+    train = _compile(jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data),
+                     parallel.seed_sharding(mesh), 1)
     return PretrainPrograms(init_agent=init_agent, init=init, train=train,
                             state_shape=state, data_sharding=parallel.replicated(mesh))
