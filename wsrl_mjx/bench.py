@@ -1,11 +1,12 @@
 """Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
-halfcheetah, one env, one seed):
+halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
   - the fused online program (act -> MJX step -> buffer insert -> updates, one lax.scan per chunk);
   - the same updates alone (a lax.scan of sac.update on a fixed batch: no env, no buffer);
   - the reference implementation's way of driving it: a Python loop over single steps of native MuJoCo
-    (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step;
+    (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step (one seed; with
+    `--seeds=N` the speedup is over N such loops run one after another);
   - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context.
 `offline` measures pretraining updates/s of CQL, Cal-QL and IQL; `checkpoint` the save time of a full
 1M-transition state and the online phase's slowdown with checkpoints (see each function).
@@ -22,9 +23,15 @@ from wsrl_mjx.cli import exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
+# train defines its own --seeds when bench imports it (after parsing): this one lets it, and main reads
+# the value before that.
+_SEEDS = flags.DEFINE_integer('seeds', 1, 'online: seeds vmapped in the fused and updates-only programs.',
+                              allow_override=True)
 
 
-def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
+def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
+    """fp32 n^3 matmul rate with XLA's default precision, repeated until `min_seconds` have passed (a
+    GPU does one in microseconds: a fixed count would time the dispatch)."""
     import jax
     import jax.numpy as jnp
 
@@ -32,11 +39,15 @@ def matmul_gflops(n: int = 1024, reps: int = 20) -> float:
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     f = jax.jit(jnp.matmul)
     f(a, b).block_until_ready()
-    tic = time.perf_counter()
-    for _ in range(reps):
-        c = f(a, b)
-    c.block_until_ready()
-    return 2 * n**3 * reps / (time.perf_counter() - tic) / 1e9
+    reps, seconds = 10, 0.0
+    while seconds < min_seconds:
+        reps *= 2
+        tic = time.perf_counter()
+        for _ in range(reps):
+            c = f(a, b)
+        c.block_until_ready()
+        seconds = time.perf_counter() - tic
+    return 2 * n**3 * reps / seconds / 1e9
 
 
 def wsrl_config(steps: int):
@@ -51,15 +62,15 @@ def wsrl_config(steps: int):
     return cfg
 
 
-def bench_fused(cfg, steps: int) -> dict:
+def bench_fused(cfg, steps: int, seeds: int) -> dict:
     import jax
 
     from wsrl_mjx import train
     from wsrl_mjx.pipeline.programs import compile_online_programs
 
     tic = time.perf_counter()
-    progs = compile_online_programs(train.program_spec(cfg, seeds=1))
-    run_key, agent_key = train.seed_keys(cfg, 1)[:2]
+    progs = compile_online_programs(train.program_spec(cfg, seeds=seeds))
+    run_key, agent_key = train.seed_keys(cfg, seeds)[:2]
     state = progs.init(run_key, progs.init_agent(agent_key))
     compile_s = time.perf_counter() - tic
     state, _ = progs.warmup(state)
@@ -69,13 +80,13 @@ def bench_fused(cfg, steps: int) -> dict:
     state, _ = progs.train(state)
     jax.block_until_ready(state)
     seconds = time.perf_counter() - tic
-    return {'env_steps_per_s': steps / seconds,
-            'updates_per_s': steps * cfg.agent.critic_steps / seconds, 'compile_s': compile_s}, state
+    return {'env_steps_per_s': seeds * steps / seconds,
+            'updates_per_s': seeds * steps * cfg.agent.critic_steps / seconds, 'compile_s': compile_s}, state
 
 
-def bench_updates_only(cfg, agent_cfg, state, steps: int) -> float:
-    """Critic updates/s of sac.update scanned over `steps` env steps' worth, on one fixed batch, vmapped
-    over a seed axis of 1 like the fused program."""
+def bench_updates_only(cfg, agent_cfg, state, steps: int, seeds: int) -> float:
+    """Critic updates/s (all seeds together) of sac.update scanned over `steps` env steps' worth, on one
+    fixed batch per seed, vmapped over the seed axis like the fused program."""
     import jax
 
     from kernels.replay import replay_sample
@@ -83,7 +94,7 @@ def bench_updates_only(cfg, agent_cfg, state, steps: int) -> float:
     from wsrl_mjx.agents import sac
 
     batch = jax.vmap(lambda b, k: replay_sample(b, k, agent_cfg.critic_steps * agent_cfg.batch_size))(
-        state.buffer, jax.vmap(jax.random.key)(jax.numpy.arange(1)))
+        state.buffer, jax.vmap(jax.random.key)(jax.numpy.arange(seeds)))
 
     def updates(agent, batch, key):
         def body(agent, key):
@@ -92,14 +103,14 @@ def bench_updates_only(cfg, agent_cfg, state, steps: int) -> float:
         return jax.lax.scan(body, agent, jax.random.split(key, steps))
 
     run = jax.jit(jax.vmap(updates), donate_argnums=0, compiler_options=parallel.compiler_options())
-    keys = jax.vmap(jax.random.key)(jax.numpy.arange(1))
+    keys = jax.vmap(jax.random.key)(jax.numpy.arange(seeds))
     agent = jax.tree.map(lambda x: x.copy(), state.agent)
     agent, _ = run(agent, batch, keys)
     jax.block_until_ready(agent)
     tic = time.perf_counter()
     agent, _ = run(agent, batch, keys)
     jax.block_until_ready(agent)
-    return steps * agent_cfg.critic_steps / (time.perf_counter() - tic)
+    return seeds * steps * agent_cfg.critic_steps / (time.perf_counter() - tic)
 
 
 def bench_host_loop(agent_cfg, state, steps: int) -> float:
@@ -159,24 +170,38 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
     return steps / (time.perf_counter() - tic)
 
 
-def online(steps: int) -> dict:
+def device_info() -> dict:
+    import os
+
+    import jax
+
+    return {'device': jax.devices()[0].device_kind, 'device_count': jax.device_count(), 'jax': jax.__version__,
+            'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+
+def online(steps: int, seeds: int = 1) -> dict:
     from wsrl_mjx import train
     from wsrl_mjx.agents.sac import update_flops
 
     cfg = wsrl_config(steps)
+    info = device_info()
+    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s)", flush=True)
     matmul = matmul_gflops()
     print(f'fp32 matmul 1024^3: {matmul:.1f} GFLOP/s', flush=True)
-    fused, state = bench_fused(cfg, steps)
-    agent_cfg = train.program_spec(cfg, 1).online.agent
+    fused, state = bench_fused(cfg, steps, seeds)
+    agent_cfg = train.program_spec(cfg, seeds).online.agent
     print(f"fused: {fused['env_steps_per_s']:.2f} env steps/s, {fused['updates_per_s']:.2f} critic updates/s "
-          f"(compiled in {fused['compile_s']:.0f} s)", flush=True)
-    updates_only = bench_updates_only(cfg, agent_cfg, state, steps)
+          f"over {seeds} seed(s) (compiled in {fused['compile_s']:.0f} s)", flush=True)
+    updates_only = bench_updates_only(cfg, agent_cfg, state, steps, seeds)
     print(f'updates only: {updates_only:.2f} critic updates/s', flush=True)
     host = bench_host_loop(agent_cfg, state, steps)
-    print(f'host loop (native MuJoCo, numpy buffer, jitted update per step): {host:.2f} env steps/s', flush=True)
+    print(f'host loop (native MuJoCo, numpy buffer, jitted update per step, one seed): {host:.2f} env steps/s',
+          flush=True)
     flops = update_flops(agent_cfg)
     gflops = flops * fused['env_steps_per_s'] / 1e9
     result = {
+        **info,
+        'seeds': seeds,
         'env_steps_per_s': fused['env_steps_per_s'],
         'updates_per_s': fused['updates_per_s'],
         'updates_only_per_s': updates_only,
@@ -190,7 +215,8 @@ def online(steps: int) -> dict:
         'compile_s': fused['compile_s'],
     }
     print(f"overhead ratio (fused / updates-only): {result['overhead_ratio']:.3f}")
-    print(f"speedup over the host loop: {result['speedup_over_host_loop']:.2f}x")
+    print(f"speedup over the host loop{f' (run for {seeds} seeds one after another)' if seeds > 1 else ''}: "
+          f"{result['speedup_over_host_loop']:.2f}x")
     print(f"update arithmetic: {flops / 1e9:.2f} GFLOP per env step, {gflops:.1f} GFLOP/s = "
           f"{100 * result['matmul_fraction']:.0f}% of the 1024^3 matmul rate")
     return result
@@ -214,7 +240,7 @@ def offline(steps: int) -> dict:
         observations=rng.normal(size=(n, 17)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 6)).astype(np.float32),
         rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, 17)).astype(np.float32),
         terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
-    result = {}
+    result = device_info()
     for algo in ('cql', 'calql', 'iql'):
         cfg = wsrl_config(steps)
         cfg.method = 'wsrl'  # a method that pretrains
@@ -314,10 +340,16 @@ BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
 def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHES:
         fail(f'name one benchmark: {", ".join(BENCHES)}')
+    steps, seeds = _STEPS.value, _SEEDS.value
+    for name, value in (('steps', steps), ('seeds', seeds)):
+        if value < 1:
+            fail(f'--{name}={value}: must be a positive integer')
+    if seeds != 1 and argv[1] != 'online':
+        fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
     import os
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    result = BENCHES[argv[1]](_STEPS.value)
+    result = online(steps, seeds) if argv[1] == 'online' else BENCHES[argv[1]](steps)
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)
