@@ -3,6 +3,8 @@ import sys
 
 import pytest
 
+import wsrl_mjx  # noqa: F401  (sets XLA's CPU flags before any test starts JAX's backend)
+
 # Nothing is written to the user's XLA cache: the smoke_run fixture points the cache at a directory of
 # this session, so the CLI subprocesses of the tests load the programs it compiled.
 os.environ['WSRL_MJX_COMPILATION_CACHE'] = ''

@@ -2,10 +2,13 @@
 the fused programs, the phase change, reproducibility and the run directory."""
 import json
 import os
+import platform
 
 import jax
 import numpy as np
+import pytest
 
+import wsrl_mjx
 from wsrl_mjx import parallel, train
 from wsrl_mjx.pipeline import offline, online
 from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
@@ -159,3 +162,20 @@ def test_cpu_programs_compile_without_ynnpack_dot_fusions():
     lowered = jax.jit(lambda a, b: jax.numpy.einsum('mbi,mio->mbo', a, b)).lower(x, x)
     assert '__ynn_fusion' in lowered.compile().as_text()
     assert '__ynn_fusion' not in lowered.compile(parallel.compiler_options()).as_text()
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ('x86_64', 'amd64'), reason='an x86-64 XLA flag')
+def test_cpu_code_has_no_fma_contraction(monkeypatch):
+    # Importing wsrl_mjx (conftest does, before JAX starts) limits XLA:CPU to AVX: a*b + c rounds the
+    # product first. a*b = 1 + 2^-11 + 2^-24 exactly; rounded to float32 it is 1 + 2^-11, so the sum is
+    # 0, where one FMA would give 2^-24.
+    a = np.float32(1 + 2**-12)
+    c = -np.float32(1 + 2**-11)
+    assert jax.jit(lambda a, b, c: a * b + c)(a, a, c) == 0.0
+    # The flag is added to the user's XLA_FLAGS, and a max ISA the user names is kept.
+    monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=2')
+    wsrl_mjx._cpu_code_without_fma()
+    assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX'
+    monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_max_isa=AVX2')
+    wsrl_mjx._cpu_code_without_fma()
+    assert os.environ['XLA_FLAGS'] == '--xla_cpu_max_isa=AVX2'

@@ -3,13 +3,11 @@
   python -m pytest tests -m slow
 
 CPU devices are forced with XLA_FLAGS=--xla_force_host_platform_device_count. A device runs a vmap
-over its 2 seeds in every layout compared here. Pretraining, the warmup (MJX steps with the frozen
-policy) and the evaluations up to fine-tuning are the same bit for bit on one device and on two
-(wsrl_mjx.optim for Adam's bias correction, parallel.compiler_options for the dots of MJX's solver).
-The fine-tuning updates are not: XLA:CPU contracts multiply-adds into FMAs where its fusions put them
-together, and it fuses the two programs a little differently (README, "Known limits"); those records
-are compared by their final scores. Two processes (one device each) against two devices of one
-process compare exactly.
+over its 2 seeds in every layout compared here, and every record of the same seeds is the same bit for
+bit on one device and on two: wsrl_mjx.optim (Adam's bias correction), parallel.compiler_options (the
+dots of MJX's solver) and the package's XLA flag (no FMA contraction, wsrl_mjx/__init__.py) keep XLA's
+different optimisation of the partitioned program from rounding differently. Two processes (one device
+each) against two devices of one process compare exactly too.
 """
 import json
 import os
@@ -66,9 +64,7 @@ def test_seeds_over_two_devices_equal_one_device(smoke_run, two_devices):
     records, reference = per_seed_records(two_devices, slice(0, 2)), per_seed_records(one_device_dir, slice(0, 2))
     assert {r['phase'] for r in reference} == {'pretrain', 'warmup', 'finetune'}
     for record, expected in zip(records, reference, strict=True):
-        if record['phase'] != 'finetune':
-            assert record == expected, (record['phase'], record['step'])
-    np.testing.assert_allclose(final_scores(records), final_scores(reference), atol=0.5)
+        assert record == expected, (record['phase'], record['step'])
     assert len(set(final_scores(per_seed_records(two_devices, slice(0, 4))))) == 4  # four different seeds
 
 

@@ -4,8 +4,8 @@ optax divides each moment by its per-step scalar bias correction (1 - b^t). XLA:
 by a broadcast scalar into a multiplication by its reciprocal in some programs and not in others: it
 did so in the one-device pretraining program and not in the same program partitioned over two devices
 (the two roundings differ by an ulp, and training then drifts apart). Taking the reciprocal here leaves
-XLA nothing to rewrite. (Pretraining is then equal bit for bit on one device and on two; fine-tuning
-is not, because of FMA contraction: README, "Known limits".)
+XLA nothing to rewrite. (With the other two fixes, parallel.compiler_options and the package's XLA
+flag, a run is then equal bit for bit on one device and on two: README, "Known limits".)
 
 The state is optax.adam's (ScaleByAdamState, EmptyState), so checkpoints of either restore into the other.
 """
