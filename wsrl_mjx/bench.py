@@ -1,4 +1,4 @@
-"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
+"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N] [--seeds N]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
 halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
