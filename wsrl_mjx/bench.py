@@ -14,6 +14,7 @@ halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by defa
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -171,8 +172,6 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
 
 
 def device_info() -> dict:
-    import os
-
     import jax
 
     return {'device': jax.devices()[0].device_kind, 'device_count': jax.device_count(), 'jax': jax.__version__,
@@ -346,8 +345,6 @@ def main(argv):
             fail(f'--{name}={value}: must be a positive integer')
     if seeds != 1 and argv[1] != 'online':
         fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
-    import os
-
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
     result = online(steps, seeds) if argv[1] == 'online' else BENCHES[argv[1]](steps)
     if _OUT.value:
