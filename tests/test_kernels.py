@@ -12,15 +12,17 @@ from kernels.replay import replay_init, replay_insert, replay_sample
 
 @pytest.mark.parametrize('layer_norm', [True, False])
 @pytest.mark.parametrize('per_member_input', [False, True])
-def test_ensemble_mlp_matches_per_member_loop(layer_norm, per_member_input):
+@pytest.mark.parametrize('members', [1, 3])  # one member (the actor) multiplies a shared input directly
+def test_ensemble_mlp_matches_per_member_loop(layer_norm, per_member_input, members):
     key = jax.random.key(0)
-    params = init_ensemble_mlp(key, members=3, sizes=(5, 8, 8, 2), layer_norm=layer_norm, kernel_scale_final=0.5)
+    params = init_ensemble_mlp(key, members=members, sizes=(5, 8, 8, 2), layer_norm=layer_norm,
+                               kernel_scale_final=0.5)
     # Perturb LayerNorm and biases so every parameter matters.
     params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape), params)
-    shape = (3, 4, 5) if per_member_input else (4, 5)
+    shape = (members, 4, 5) if per_member_input else (4, 5)
     x = jax.random.normal(jax.random.key(2), shape)
     out = ensemble_mlp(params, x)
-    assert out.shape == (3, 4, 2)
+    assert out.shape == (members, 4, 2)
     np.testing.assert_allclose(out, ensemble_mlp_reference(params, x), rtol=1e-5, atol=1e-5)
     out_bf16 = ensemble_mlp(params, x, jnp.bfloat16)
     assert out_bf16.dtype == jnp.float32
