@@ -1,4 +1,5 @@
-"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N] [--seeds N]
+"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
+                                        [--seeds N] [--rounds N]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
 halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
@@ -7,7 +8,8 @@ halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by defa
   - the reference implementation's way of driving it: a Python loop over single steps of native MuJoCo
     (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step (one seed; with
     `--seeds=N` the speedup is over N such loops run one after another);
-  - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context.
+  - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context;
+each in `--rounds` interleaved rounds (3 by default), the best round counting.
 `offline` measures pretraining updates/s of CQL, Cal-QL and IQL; `checkpoint` the save time of a full
 1M-transition state and the online phase's slowdown with checkpoints (see each function).
 """
@@ -28,6 +30,7 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (aft
 # the value before that.
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'online: seeds vmapped in the fused and updates-only programs.',
                               allow_override=True)
+_ROUNDS = flags.DEFINE_integer('rounds', 3, 'online: timing rounds; each figure is its best round.')
 
 
 def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
@@ -63,7 +66,8 @@ def wsrl_config(steps: int):
     return cfg
 
 
-def bench_fused(cfg, steps: int, seeds: int) -> dict:
+def fused_timer(cfg, steps: int, seeds: int):
+    """(time one chunk of `steps` env steps of the fused program, its state, compile seconds)."""
     import jax
 
     from wsrl_mjx import train
@@ -77,17 +81,20 @@ def bench_fused(cfg, steps: int, seeds: int) -> dict:
     state, _ = progs.warmup(state)
     state, _ = progs.train(state)  # first chunk: caches warm
     jax.block_until_ready(state)
-    tic = time.perf_counter()
-    state, _ = progs.train(state)
-    jax.block_until_ready(state)
-    seconds = time.perf_counter() - tic
-    return {'env_steps_per_s': seeds * steps / seconds,
-            'updates_per_s': seeds * steps * cfg.agent.critic_steps / seconds, 'compile_s': compile_s}, state
+    holder = [state]
+
+    def timed() -> float:
+        tic = time.perf_counter()
+        holder[0], _ = progs.train(holder[0])
+        jax.block_until_ready(holder[0])
+        return time.perf_counter() - tic
+
+    return timed, state, compile_s
 
 
-def bench_updates_only(cfg, agent_cfg, state, steps: int, seeds: int) -> float:
-    """Critic updates/s (all seeds together) of sac.update scanned over `steps` env steps' worth, on one
-    fixed batch per seed, vmapped over the seed axis like the fused program."""
+def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
+    """Times sac.update scanned over `steps` env steps' worth, on one fixed batch per seed, vmapped over
+    the seed axis like the fused program (no env, no buffer)."""
     import jax
 
     from kernels.replay import replay_sample
@@ -105,17 +112,22 @@ def bench_updates_only(cfg, agent_cfg, state, steps: int, seeds: int) -> float:
 
     run = jax.jit(jax.vmap(updates), donate_argnums=0, compiler_options=parallel.compiler_options())
     keys = jax.vmap(jax.random.key)(jax.numpy.arange(seeds))
-    agent = jax.tree.map(lambda x: x.copy(), state.agent)
-    agent, _ = run(agent, batch, keys)
-    jax.block_until_ready(agent)
-    tic = time.perf_counter()
-    agent, _ = run(agent, batch, keys)
-    jax.block_until_ready(agent)
-    return seeds * steps * agent_cfg.critic_steps / (time.perf_counter() - tic)
+    holder = [jax.tree.map(lambda x: x.copy(), state.agent)]
+    holder[0], _ = run(holder[0], batch, keys)  # compile, caches warm
+    jax.block_until_ready(holder[0])
+
+    def timed() -> float:
+        tic = time.perf_counter()
+        holder[0], _ = run(holder[0], batch, keys)
+        jax.block_until_ready(holder[0])
+        return time.perf_counter() - tic
+
+    return timed
 
 
-def bench_host_loop(agent_cfg, state, steps: int) -> float:
-    """Env steps/s of the reference-style loop: native MuJoCo, numpy buffer, a jitted update per step."""
+def host_loop_timer(agent_cfg, state, steps: int):
+    """Times `steps` env steps of the reference-style loop: native MuJoCo, numpy buffer, a jitted update
+    per step (one seed)."""
     import gymnasium as gym
     import jax
     import numpy as np
@@ -162,13 +174,20 @@ def bench_host_loop(agent_cfg, state, steps: int) -> float:
 
     for _ in range(1_000):  # fill like the fused warmup (uniform actions, no updates)
         obs, size = env_step(obs, env.action_space.sample(), size)
-    agent, obs, size, key, metrics = one_step(agent, obs, size, key)  # compile
-    jax.block_until_ready(metrics)
-    tic = time.perf_counter()
-    for _ in range(steps):
-        agent, obs, size, key, metrics = one_step(agent, obs, size, key)
-    jax.block_until_ready(metrics)
-    return steps / (time.perf_counter() - tic)
+    loop = [one_step(agent, obs, size, key)]  # compile
+    jax.block_until_ready(loop[0][-1])
+
+    def timed() -> float:
+        agent, obs, size, key, metrics = loop[0]
+        tic = time.perf_counter()
+        for _ in range(steps):
+            agent, obs, size, key, metrics = one_step(agent, obs, size, key)
+        jax.block_until_ready(metrics)
+        seconds = time.perf_counter() - tic
+        loop[0] = agent, obs, size, key, metrics
+        return seconds
+
+    return timed
 
 
 def device_info() -> dict:
@@ -178,41 +197,56 @@ def device_info() -> dict:
             'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
-def online(steps: int, seeds: int = 1) -> dict:
+def online(steps: int, seeds: int = 1, rounds: int = 3) -> dict:
+    """Compiles the three ways of running the updates, then times them in `rounds` rounds, one after
+    another in each round with the matmul rate beside them; each figure is its best round. (On a shared
+    VM the speed of a few seconds' work drifts by 10-20% and more: interleaving puts every figure under
+    the same drift, and the best round is the one least slowed by neighbours.)"""
     from wsrl_mjx import train
     from wsrl_mjx.agents.sac import update_flops
 
     cfg = wsrl_config(steps)
     info = device_info()
-    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s)", flush=True)
-    matmul = matmul_gflops()
-    print(f'fp32 matmul 1024^3: {matmul:.1f} GFLOP/s', flush=True)
-    fused, state = bench_fused(cfg, steps, seeds)
+    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s), {rounds} round(s)", flush=True)
+    fused, state, compile_s = fused_timer(cfg, steps, seeds)
+    print(f'compiled the fused program in {compile_s:.0f} s', flush=True)
     agent_cfg = train.program_spec(cfg, seeds).online.agent
-    print(f"fused: {fused['env_steps_per_s']:.2f} env steps/s, {fused['updates_per_s']:.2f} critic updates/s "
-          f"over {seeds} seed(s) (compiled in {fused['compile_s']:.0f} s)", flush=True)
-    updates_only = bench_updates_only(cfg, agent_cfg, state, steps, seeds)
-    print(f'updates only: {updates_only:.2f} critic updates/s', flush=True)
-    host = bench_host_loop(agent_cfg, state, steps)
-    print(f'host loop (native MuJoCo, numpy buffer, jitted update per step, one seed): {host:.2f} env steps/s',
-          flush=True)
+    timers = {'fused': fused, 'updates_only': updates_only_timer(agent_cfg, state, steps, seeds),
+              'host_loop': host_loop_timer(agent_cfg, state, steps)}
+    env_steps = {'fused': seeds * steps, 'updates_only': seeds * steps, 'host_loop': steps}
+    per_round = {name: [] for name in ('matmul', *timers)}  # GFLOP/s, env steps/s (all seeds)
+    for i in range(rounds):
+        per_round['matmul'].append(matmul_gflops())
+        for name, timed in timers.items():
+            per_round[name].append(env_steps[name] / timed())
+        print(f'round {i + 1}: ' + ', '.join(f'{name} {values[-1]:.2f}' for name, values in per_round.items()),
+              flush=True)
+    best = {name: max(values) for name, values in per_round.items()}
     flops = update_flops(agent_cfg)
-    gflops = flops * fused['env_steps_per_s'] / 1e9
+    gflops = flops * best['fused'] / 1e9
     result = {
         **info,
         'seeds': seeds,
-        'env_steps_per_s': fused['env_steps_per_s'],
-        'updates_per_s': fused['updates_per_s'],
-        'updates_only_per_s': updates_only,
-        'overhead_ratio': fused['updates_per_s'] / updates_only,
-        'host_loop_env_steps_per_s': host,
-        'speedup_over_host_loop': fused['env_steps_per_s'] / host,
+        'rounds': rounds,
+        'env_steps_per_s': best['fused'],
+        'updates_per_s': best['fused'] * agent_cfg.critic_steps,
+        'updates_only_per_s': best['updates_only'] * agent_cfg.critic_steps,
+        'overhead_ratio': best['fused'] / best['updates_only'],
+        'host_loop_env_steps_per_s': best['host_loop'],
+        'speedup_over_host_loop': best['fused'] / best['host_loop'],
         'update_gflop': flops / 1e9,
         'update_gflops_per_s': gflops,
-        'matmul_gflops_per_s': matmul,
-        'matmul_fraction': gflops / matmul,
-        'compile_s': fused['compile_s'],
+        'matmul_gflops_per_s': best['matmul'],
+        'matmul_fraction': gflops / best['matmul'],
+        'compile_s': compile_s,
+        'per_round': per_round,
     }
+    print(f"fused: {result['env_steps_per_s']:.2f} env steps/s, {result['updates_per_s']:.2f} critic updates/s "
+          f"over {seeds} seed(s)")
+    print(f"updates only: {result['updates_only_per_s']:.2f} critic updates/s")
+    print(f"host loop (native MuJoCo, numpy buffer, jitted update per step, one seed): "
+          f"{result['host_loop_env_steps_per_s']:.2f} env steps/s")
+    print(f"fp32 matmul 1024^3: {result['matmul_gflops_per_s']:.1f} GFLOP/s")
     print(f"overhead ratio (fused / updates-only): {result['overhead_ratio']:.3f}")
     print(f"speedup over the host loop{f' (run for {seeds} seeds one after another)' if seeds > 1 else ''}: "
           f"{result['speedup_over_host_loop']:.2f}x")
@@ -340,13 +374,15 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHES:
         fail(f'name one benchmark: {", ".join(BENCHES)}')
     steps, seeds = _STEPS.value, _SEEDS.value
-    for name, value in (('steps', steps), ('seeds', seeds)):
+    for name, value in (('steps', steps), ('seeds', seeds), ('rounds', _ROUNDS.value)):
         if value < 1:
             fail(f'--{name}={value}: must be a positive integer')
     if seeds != 1 and argv[1] != 'online':
         fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
+    if _ROUNDS.value != 3 and argv[1] != 'online':
+        fail(f'--rounds={_ROUNDS.value}: only the online benchmark takes --rounds')
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    result = online(steps, seeds) if argv[1] == 'online' else BENCHES[argv[1]](steps)
+    result = online(steps, seeds, _ROUNDS.value) if argv[1] == 'online' else BENCHES[argv[1]](steps)
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)
