@@ -161,8 +161,8 @@ def test_info_command_json_and_bad_file(tmp_path):
 @pytest.mark.parametrize('args,named', [
     (['--env=cartpole', '--level=random'], '--env=cartpole'),
     (['--env=halfcheetah', '--level=expertish'], '--level=expertish'),
-    (['--env=walker2d', '--level=medium'], 'medium policy of walker2d'),
-    (['--env=hopper', '--level=medium-expert'], 'expert policy of hopper'),
+    (['--env=ant', '--level=medium'], 'medium policy of ant'),
+    (['--env=halfcheetah', '--level=medium-expert'], 'expert policy of halfcheetah'),
     (['--env=halfcheetah', '--level=random', '--size=0'], '--size=0'),
 ])
 def test_collect_bad_input_one_line_exit_2_no_file(tmp_path, args, named):
