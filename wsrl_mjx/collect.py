@@ -8,8 +8,9 @@ Levels follow D4RL's recipe with the behaviour policies shipped in wsrl_mjx/data
   medium         the stochastic actions of a SAC snapshot at roughly a third of expert performance
   expert         the stochastic actions of the converged SAC policy
   medium-replay  what the SAC run stored until the medium snapshot: its uniform warmup, then each
-                 earlier snapshot rolled out for the steps it was in charge of (snapshots are taken
-                 every 5000 steps; the rollouts stand in for the replay buffer itself)
+                 earlier shipped snapshot rolled out for the steps it was in charge of (halfcheetah's
+                 and hopper's every 5000 steps, walker2d's at 5k and every 20k; the rollouts stand in
+                 for the replay buffer itself)
   medium-expert  medium and expert datasets of `size` each, concatenated
 Each env of a batch of up to `--envs` vmapped MJX envs runs its own episodes one after another (1000
 steps or a terminal), so every episode is contiguous in the file; the number of envs is chosen so that
