@@ -108,16 +108,16 @@ def ensemble_mlp(params, x: jax.Array, matmul_dtype=jnp.float32) -> jax.Array:
     for i, layer in enumerate(params):
         kernel = layer['kernel'].astype(matmul_dtype)
         lhs = x.astype(matmul_dtype)
-        if lhs.ndim == 2 and kernel.shape[0] > 1:
+        members = kernel.shape[0]
+        if lhs.ndim == 2 and members == 1:  # one member: a plain [B, d_in] x [d_in, d_out] matmul
+            x = jnp.einsum('bi,mio->mbo', lhs, kernel, preferred_element_type=jnp.float32)
+        else:
             # A shared input goes to every member as its own copy, so the product comes out member-major
             # [M, B, d_out] like every later activation. As one [B, d_in] x [d_in, M * d_out] matmul it
             # would come out [B, M, d_out], and XLA:CPU then moves that layer's activations and gradients
             # between the two layouts, which cost a third of the ensemble update (README, "The online
             # learner"); the copy of the input costs M * B * d_in floats of the smallest layer.
-            lhs = jnp.broadcast_to(lhs, (kernel.shape[0], *lhs.shape))
-        if lhs.ndim == 2:  # one member: a plain [B, d_in] x [d_in, d_out] matmul
-            x = jnp.einsum('bi,mio->mbo', lhs, kernel, preferred_element_type=jnp.float32)
-        else:
+            lhs = jnp.broadcast_to(lhs, (members, *lhs.shape[-2:]))
             x = jnp.einsum('mbi,mio->mbo', lhs, kernel, preferred_element_type=jnp.float32)
         x = x + layer['bias'][:, None, :]
         if i < n_layers - 1:
