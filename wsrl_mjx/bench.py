@@ -379,7 +379,7 @@ def main(argv):
             fail(f'--{name}={value}: must be a positive integer')
     if seeds != 1 and argv[1] != 'online':
         fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
-    if _ROUNDS.value != 3 and argv[1] != 'online':
+    if flags.FLAGS['rounds'].present and argv[1] != 'online':
         fail(f'--rounds={_ROUNDS.value}: only the online benchmark takes --rounds')
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
     result = online(steps, seeds, _ROUNDS.value) if argv[1] == 'online' else BENCHES[argv[1]](steps)
