@@ -42,3 +42,17 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
     assert f'python -m {module}' in result.stdout
     usage, flags = result.stdout.split('\nflags:\n', 1)
     assert flag in flags and 'error' not in result.stdout.lower()
+
+
+@pytest.mark.parametrize('args,named', [(['offline', '--buffer_capacity=5000'], '--buffer_capacity'),
+                                        (['online', '--buffer_capacity=0'], '--buffer_capacity'),
+                                        (['checkpoint', '--rounds=2'], '--rounds'),
+                                        (['offline', '--seeds=2'], '--seeds')])
+def test_bench_refuses_flags_its_benchmark_does_not_take(tmp_path, args, named):
+    out = tmp_path / 'bench.json'
+    result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.bench', *args, f'--out={out}'], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: ') and named in lines[0], result.stderr
+    assert not out.exists()

@@ -1,5 +1,5 @@
 """Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
-                                        [--seeds N] [--rounds N]
+                                        [--seeds N] [--rounds N] [--buffer_capacity N]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
 halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
@@ -9,7 +9,8 @@ halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by defa
     (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step (one seed; with
     `--seeds=N` the speedup is over N such loops run one after another);
   - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context;
-each in `--rounds` interleaved rounds (3 by default), the best round counting.
+each in `--rounds` interleaved rounds (3 by default), the best round counting. The replay buffers
+(the fused program's and the loop's) hold `--buffer_capacity` transitions, 10k by default.
 `offline` measures pretraining updates/s of CQL, Cal-QL and IQL; `checkpoint` the save time of a full
 1M-transition state and the online phase's slowdown with checkpoints (see each function).
 """
@@ -31,6 +32,7 @@ _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (aft
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'online: seeds vmapped in the fused and updates-only programs.',
                               allow_override=True)
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'online: timing rounds; each figure is its best round.')
+_BUFFER = flags.DEFINE_integer('buffer_capacity', 10_000, 'online: replay buffer capacity (transitions).')
 
 
 def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
@@ -54,7 +56,7 @@ def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
     return 2 * n**3 * reps / seconds / 1e9
 
 
-def wsrl_config(steps: int):
+def wsrl_config(steps: int, buffer_capacity: int = 10_000):
     from configs import locomotion
 
     cfg = locomotion.get_config('paper')
@@ -62,7 +64,7 @@ def wsrl_config(steps: int):
     cfg.warmup_steps = 1_000  # uniform actions: a buffer to sample from
     cfg.log_interval = steps
     cfg.online_steps = cfg.warmup_steps + 2 * steps
-    cfg.buffer_capacity = 10_000
+    cfg.buffer_capacity = buffer_capacity
     return cfg
 
 
@@ -127,7 +129,7 @@ def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
     return timed
 
 
-def host_loop_timer(agent_cfg, state, steps: int):
+def host_loop_timer(agent_cfg, state, steps: int, capacity: int = 10_000):
     """Times `steps` env steps of the reference-style loop: native MuJoCo, numpy buffer, a jitted update
     per step (one seed)."""
     import gymnasium as gym
@@ -140,7 +142,6 @@ def host_loop_timer(agent_cfg, state, steps: int):
 
     env = gym.make('HalfCheetah-v5')
     obs_dim, act_dim = agent_cfg.obs_dim, agent_cfg.act_dim
-    capacity = 10_000
     store = {'observation': np.zeros((capacity, obs_dim), np.float32), 'action': np.zeros((capacity, act_dim), np.float32),
              'reward': np.zeros(capacity, np.float32), 'next_observation': np.zeros((capacity, obs_dim), np.float32),
              'mask': np.zeros(capacity, np.float32)}
@@ -197,7 +198,7 @@ def device_info() -> dict:
             'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
-def online(steps: int, seeds: int = 1, rounds: int = 3) -> dict:
+def online(steps: int, seeds: int = 1, rounds: int = 3, buffer_capacity: int = 10_000) -> dict:
     """Compiles the three ways of running the updates, then times them in `rounds` rounds, one after
     another in each round with the matmul rate beside them; each figure is its best round. (On a shared
     VM the speed of a few seconds' work drifts by 10-20% and more: interleaving puts every figure under
@@ -205,14 +206,15 @@ def online(steps: int, seeds: int = 1, rounds: int = 3) -> dict:
     from wsrl_mjx import train
     from wsrl_mjx.agents.sac import update_flops
 
-    cfg = wsrl_config(steps)
+    cfg = wsrl_config(steps, buffer_capacity)
     info = device_info()
-    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s), {rounds} round(s)", flush=True)
+    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s), {rounds} round(s), buffer of {buffer_capacity}",
+          flush=True)
     fused, state, compile_s = fused_timer(cfg, steps, seeds)
     print(f'compiled the fused program in {compile_s:.0f} s', flush=True)
     agent_cfg = train.program_spec(cfg, seeds).online.agent
     timers = {'fused': fused, 'updates_only': updates_only_timer(agent_cfg, state, steps, seeds),
-              'host_loop': host_loop_timer(agent_cfg, state, steps)}
+              'host_loop': host_loop_timer(agent_cfg, state, steps, buffer_capacity)}
     env_steps = {'fused': seeds * steps, 'updates_only': seeds * steps, 'host_loop': steps}
     per_round = {name: [] for name in ('matmul', *timers)}  # GFLOP/s, env steps/s (all seeds)
     for i in range(rounds):
@@ -228,6 +230,7 @@ def online(steps: int, seeds: int = 1, rounds: int = 3) -> dict:
         **info,
         'seeds': seeds,
         'rounds': rounds,
+        'buffer_capacity': buffer_capacity,
         'env_steps_per_s': best['fused'],
         'updates_per_s': best['fused'] * agent_cfg.critic_steps,
         'updates_only_per_s': best['updates_only'] * agent_cfg.critic_steps,
@@ -374,15 +377,18 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in BENCHES:
         fail(f'name one benchmark: {", ".join(BENCHES)}')
     steps, seeds = _STEPS.value, _SEEDS.value
-    for name, value in (('steps', steps), ('seeds', seeds), ('rounds', _ROUNDS.value)):
+    for name, value in (('steps', steps), ('seeds', seeds), ('rounds', _ROUNDS.value),
+                        ('buffer_capacity', _BUFFER.value)):
         if value < 1:
             fail(f'--{name}={value}: must be a positive integer')
     if seeds != 1 and argv[1] != 'online':
         fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
-    if flags.FLAGS['rounds'].present and argv[1] != 'online':
-        fail(f'--rounds={_ROUNDS.value}: only the online benchmark takes --rounds')
+    for name in ('rounds', 'buffer_capacity'):
+        if flags.FLAGS[name].present and argv[1] != 'online':
+            fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    result = online(steps, seeds, _ROUNDS.value) if argv[1] == 'online' else BENCHES[argv[1]](steps)
+    result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value) if argv[1] == 'online'
+              else BENCHES[argv[1]](steps))
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)
