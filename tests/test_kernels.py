@@ -7,7 +7,7 @@ import pytest
 from kernels.distributions import (tanh_normal_log_prob, tanh_normal_log_prob_reference, tanh_normal_mode,
                                    tanh_normal_sample)
 from kernels.ensemble import ensemble_mlp, ensemble_mlp_reference, init_ensemble_mlp, mlp_matmul_flops, select_members
-from kernels.replay import replay_init, replay_insert, replay_sample
+from kernels.replay import replay_get, replay_init, replay_insert, replay_sample
 
 
 @pytest.mark.parametrize('layer_norm', [True, False])
@@ -78,9 +78,25 @@ def test_replay_insert_matches_list_reference_with_wraparound():
         reference.insert(list(values))
         size = len(reference.rows)
         assert int(buffer.size) == size and int(buffer.position) == reference.cursor
-        np.testing.assert_array_equal(np.asarray(buffer.data['r'])[:size], np.array(reference.rows))
-        np.testing.assert_array_equal(np.asarray(buffer.data['x'])[:size, 1], -np.array(reference.rows))
+        stored = replay_get(buffer, jnp.arange(size))
+        np.testing.assert_array_equal(np.asarray(stored['r']), np.array(reference.rows))
+        np.testing.assert_array_equal(np.asarray(stored['x']), np.stack([reference.rows, -np.array(reference.rows)], 1))
 
+
+
+def test_replay_rows_keep_every_leaf_of_mixed_dtypes():
+    # Leaves share one row per dtype: each must come back with its own shape, dtype and values.
+    example = {'o': jnp.zeros((3,), jnp.float32), 'n': jnp.zeros((), jnp.int32), 'm': jnp.zeros((2, 2), jnp.float32),
+               'k': jnp.zeros((2,), jnp.int32)}
+    buffer = replay_init(example, 5)
+    assert {d: r.shape for d, r in buffer.rows.items()} == {'float32': (5, 7), 'int32': (5, 3)}
+    rng = np.random.default_rng(0)
+    items = {'o': rng.normal(size=(4, 3)).astype(np.float32), 'n': np.arange(4, dtype=np.int32),
+             'm': rng.normal(size=(4, 2, 2)).astype(np.float32), 'k': rng.integers(-9, 9, (4, 2)).astype(np.int32)}
+    got = replay_get(replay_insert(buffer, items), jnp.array([3, 0, 3]))
+    for name, value in items.items():
+        assert got[name].dtype == value.dtype
+        np.testing.assert_array_equal(np.asarray(got[name]), value[[3, 0, 3]])
 
 def test_replay_sample_uniform_over_filled_rows():
     buffer = replay_init({'v': jnp.zeros((), jnp.int32)}, 100)

@@ -4,12 +4,17 @@ import json
 import os
 import platform
 
+import flax.struct
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import wsrl_mjx
+from test_sac import OBS, config
 from wsrl_mjx import parallel, train
+from wsrl_mjx.agents import sac
+from wsrl_mjx.envs.wrappers import StepInfo, Transition
 from wsrl_mjx.pipeline import offline, online
 from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
 
@@ -179,3 +184,39 @@ def test_cpu_code_has_no_fma_contraction(monkeypatch):
     monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_max_isa=AVX2')
     wsrl_mjx._cpu_code_without_fma()
     assert os.environ['XLA_FLAGS'] == '--xla_cpu_max_isa=AVX2'
+
+
+@flax.struct.dataclass
+class _LinearEnvState:
+    observation: jax.Array  # [num_envs, OBS]
+
+
+class _LinearEnv:
+    """Stands in for an MJX env in a program that is compiled, never run: the next observation mixes
+    the observation and the action."""
+
+    def reset(self, key, num_envs):
+        return _LinearEnvState(jax.random.normal(key, (num_envs, OBS)))
+
+    def step(self, state, action, key):
+        next_observation = jnp.tanh(0.9 * state.observation + jnp.sum(action, axis=1, keepdims=True))
+        reward = next_observation[:, 0]
+        transition = Transition(observation=state.observation, action=action, reward=reward,
+                                next_observation=next_observation, mask=jnp.ones_like(reward))
+        return _LinearEnvState(next_observation), transition, StepInfo(done=reward > 0.99, episode_return=reward)
+
+
+def test_training_program_copies_nothing_buffer_sized():
+    # With one array per transition field, XLA:CPU fused the buffer write into the next batch's gather
+    # and copied whole fields every env step (8 copies in this program); kernels/replay.py stores rows.
+    capacity = 4099  # a size nothing else in the program has
+    spec = online.OnlineSpec(agent=config(num_critics=2, num_min_critics=2, critic_steps=1, batch_size=8,
+                                          critic_hidden=(16, 16), actor_hidden=(16, 16)),
+                             num_envs=1, buffer_capacity=capacity)
+    env = _LinearEnv()
+    state = jax.eval_shape(jax.vmap(lambda key: online.init_state(key, sac.init(key, spec.agent), env, spec)),
+                           jax.random.split(jax.random.key(0), 1))
+    chunk = jax.vmap(lambda s: online.run_chunk(s, env, spec, 4, 'policy', True))
+    hlo = jax.jit(chunk, donate_argnums=0).lower(state).compile(parallel.compiler_options()).as_text()
+    copies = [line.strip() for line in hlo.splitlines() if ' copy(' in line and str(capacity) in line]
+    assert not copies, copies
