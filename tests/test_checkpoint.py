@@ -4,8 +4,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from wsrl_mjx.checkpoint import Checkpointer
+from wsrl_mjx.checkpoint import CheckpointMismatch, Checkpointer
 
 
 def tree():
@@ -44,3 +45,16 @@ def test_saved_values_survive_a_later_in_place_update(tmp_path):
     restored, _ = checkpointer.restore(1, jax.eval_shape(lambda: {'x': jnp.ones((1000,), jnp.float32)}))
     checkpointer.close()
     np.testing.assert_array_equal(restored['x'], np.ones(1000, np.float32))
+
+
+def test_restore_into_another_structure_names_the_first_differing_leaf(tmp_path):
+    checkpointer = Checkpointer(str(tmp_path))
+    checkpointer.save(1, tree(), {})
+    checkpointer.wait()
+    other = jax.eval_shape(lambda: {**tree(), 'params': (jnp.zeros((2, 4)), jnp.zeros((2,), jnp.int32))})
+    with pytest.raises(CheckpointMismatch, match=r'state leaf 3, is float32\[2, 3\] there and float32\[2, 4\] here'):
+        checkpointer.restore(1, other)
+    fewer = jax.eval_shape(lambda: {k: v for k, v in tree().items() if k != 'flag'})
+    with pytest.raises(CheckpointMismatch, match='holds 4 arrays and this run.s state 3'):
+        checkpointer.restore(1, fewer)
+    checkpointer.close()

@@ -59,6 +59,14 @@ def _restore_target(x):
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
+def _describe(entry) -> str:
+    return 'absent' if entry is None else f'{entry[1]}{list(entry[0])}'
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose arrays are not those of the state it is restored into."""
+
+
 class Checkpointer:
     """Keeps the last `max_to_keep` checkpoints of a run in <run_dir>/checkpoints."""
 
@@ -66,7 +74,9 @@ class Checkpointer:
         self.directory = os.path.abspath(os.path.join(run_dir, 'checkpoints'))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous,
                                                create=True, cleanup_tmp_directories=True)
-        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'host'))
+        # Handlers named up front: item_metadata needs them before anything was saved or restored.
+        handlers = {'state': ocp.StandardCheckpointHandler(), 'host': ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -86,11 +96,26 @@ class Checkpointer:
         """(state shaped and sharded like `like`, host dict) of checkpoint `step`."""
         targets, treedef = jax.tree.flatten(jax.tree.map(_restore_target, like))
         wanted = {_name(i): t for i, t in enumerate(targets) if _size(t) > 0}
+        self._check_arrays(step, wanted)
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(wanted), host=ocp.args.JsonRestore()))
         arrays = restored['state']
         leaves = [arrays[_name(i)] if _name(i) in arrays else _empty(t) for i, t in enumerate(targets)]
         return data_to_keys(jax.tree.unflatten(treedef, leaves), like), restored['host']
+
+    def _check_arrays(self, step: int, wanted: dict) -> None:
+        """Raises CheckpointMismatch naming the first array of checkpoint `step` that is missing, extra or
+        shaped otherwise than `wanted` (before orbax reads anything)."""
+        stored = self._manager.item_metadata(step)['state']
+        for name in sorted(set(stored) | set(wanted)):
+            have = (tuple(stored[name].shape), str(stored[name].dtype)) if name in stored else None
+            want = (tuple(wanted[name].shape), str(wanted[name].dtype)) if name in wanted else None
+            if have != want:
+                raise CheckpointMismatch(
+                    f'checkpoint {self.directory}/{step} holds {len(stored)} arrays and this run\'s state '
+                    f'{len(wanted)}; the first that differs, state leaf {int(name[4:])}, is '
+                    f'{_describe(have)} there and {_describe(want)} here (most likely the checkpoint was written by '
+                    f'another version of wsrl_mjx)')
 
     def read_host(self, step: int) -> dict:
         """Only the host item of checkpoint `step` (no arrays are read)."""

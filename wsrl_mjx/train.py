@@ -579,8 +579,12 @@ def main(argv: list[str]) -> None:
         dataset = load_dataset(cfg, quiet=_QUIET.value)  # before the run directory exists
     except UsageError as e:
         fail(str(e))
+    from wsrl_mjx.checkpoint import CheckpointMismatch
+
     try:
         summary, _ = run(cfg, seeds, run_dir, quiet=_QUIET.value, resume=resume, dataset=dataset)
+    except CheckpointMismatch as e:
+        fail(f'--resume: {e}')
     except Preempted as e:
         print(f'stopped by SIGTERM at step {e.step}, checkpoint saved; continue with: python -m wsrl_mjx.train '
               f'--run_dir={run_dir} --resume')
