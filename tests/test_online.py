@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import wsrl_mjx
+from kernels.replay import replay_get
 from test_sac import OBS, config
 from wsrl_mjx import parallel, train
 from wsrl_mjx.agents import sac
@@ -113,7 +114,8 @@ def test_time_limit_keeps_true_final_observation(smoke_run):
     """Within an episode, next_observation[t] == observation[t+1]; at the time limit it is the true
     final observation, not the reset one, and it still bootstraps (mask 1: halfcheetah never terminates)."""
     cfg, _, _, state, _ = smoke_run
-    data = jax.tree.map(np.asarray, state.buffer.data)
+    capacity = jax.tree.leaves(state.buffer.rows)[0].shape[1]  # [seeds, capacity, width]
+    data = jax.tree.map(np.asarray, jax.vmap(lambda b: replay_get(b, jnp.arange(capacity)))(state.buffer))
     n, length = cfg.num_envs, cfg.episode_length
     for seed in range(2):
         for env in range(n):
