@@ -10,7 +10,7 @@ Why rows and not one array per leaf: with per-leaf arrays, XLA:CPU fused the row
 (the observation and action of a transition) into the gather that samples the next batch from them,
 and copy insertion then copied those whole leaves twice per env step to keep the write in place. A 1M
 buffer ran the online SAC program at half the speed of a 100k one. As rows, the write and the gather
-stay apart and nothing buffer-sized is copied (tests/test_kernels.py checks the compiled program).
+stay apart and nothing buffer-sized is copied (tests/test_online.py checks a compiled program).
 """
 from __future__ import annotations
 

@@ -55,6 +55,6 @@ def test_restore_into_another_structure_names_the_first_differing_leaf(tmp_path)
     with pytest.raises(CheckpointMismatch, match=r'state leaf 3, is float32\[2, 3\] there and float32\[2, 4\] here'):
         checkpointer.restore(1, other)
     fewer = jax.eval_shape(lambda: {k: v for k, v in tree().items() if k != 'flag'})
-    with pytest.raises(CheckpointMismatch, match='holds 4 arrays and this run.s state 3'):
+    with pytest.raises(CheckpointMismatch, match='holds 4 arrays and this run.s state has 3'):
         checkpointer.restore(1, fewer)
     checkpointer.close()

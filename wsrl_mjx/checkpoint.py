@@ -112,10 +112,10 @@ class Checkpointer:
             want = (tuple(wanted[name].shape), str(wanted[name].dtype)) if name in wanted else None
             if have != want:
                 raise CheckpointMismatch(
-                    f'checkpoint {self.directory}/{step} holds {len(stored)} arrays and this run\'s state '
-                    f'{len(wanted)}; the first that differs, state leaf {int(name[4:])}, is '
-                    f'{_describe(have)} there and {_describe(want)} here (most likely the checkpoint was written by '
-                    f'another version of wsrl_mjx)')
+                    f'checkpoint {self.directory}/{step} holds {len(stored)} arrays and this run\'s state has '
+                    f'{len(wanted)}; the first that differs, state leaf {int(name[4:])}, is {_describe(have)} '
+                    f'there and {_describe(want)} here (most likely the checkpoint was written by another '
+                    f'version of wsrl_mjx)')
 
     def read_host(self, step: int) -> dict:
         """Only the host item of checkpoint `step` (no arrays are read)."""
