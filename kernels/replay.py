@@ -49,8 +49,9 @@ def replay_init(example_item: Any, capacity: int) -> ReplayBuffer:
     placed = []
     for leaf in leaves:
         dtype, shape = jnp.result_type(leaf).name, tuple(jnp.shape(leaf))
-        placed.append((dtype, widths.get(dtype, 0), shape))
-        widths[dtype] = widths.get(dtype, 0) + math.prod(shape)
+        start = widths.get(dtype, 0)
+        placed.append((dtype, start, shape))
+        widths[dtype] = start + math.prod(shape)
     rows = {dtype: jnp.zeros((capacity, width), dtype) for dtype, width in widths.items()}
     return ReplayBuffer(rows=rows, position=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32),
                         layout=Layout(treedef, tuple(placed)))

@@ -83,7 +83,6 @@ def test_replay_insert_matches_list_reference_with_wraparound():
         np.testing.assert_array_equal(np.asarray(stored['x']), np.stack([reference.rows, -np.array(reference.rows)], 1))
 
 
-
 def test_replay_rows_keep_every_leaf_of_mixed_dtypes():
     # Leaves share one row per dtype: each must come back with its own shape, dtype and values.
     example = {'o': jnp.zeros((3,), jnp.float32), 'n': jnp.zeros((), jnp.int32), 'm': jnp.zeros((2, 2), jnp.float32),

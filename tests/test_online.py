@@ -114,8 +114,7 @@ def test_time_limit_keeps_true_final_observation(smoke_run):
     """Within an episode, next_observation[t] == observation[t+1]; at the time limit it is the true
     final observation, not the reset one, and it still bootstraps (mask 1: halfcheetah never terminates)."""
     cfg, _, _, state, _ = smoke_run
-    capacity = jax.tree.leaves(state.buffer.rows)[0].shape[1]  # [seeds, capacity, width]
-    data = jax.tree.map(np.asarray, jax.vmap(lambda b: replay_get(b, jnp.arange(capacity)))(state.buffer))
+    data = jax.tree.map(np.asarray, jax.vmap(lambda b: replay_get(b, jnp.arange(b.capacity)))(state.buffer))
     n, length = cfg.num_envs, cfg.episode_length
     for seed in range(2):
         for env in range(n):

@@ -129,7 +129,7 @@ def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
     return timed
 
 
-def host_loop_timer(agent_cfg, state, steps: int, capacity: int = 10_000):
+def host_loop_timer(agent_cfg, state, steps: int, capacity: int):
     """Times `steps` env steps of the reference-style loop: native MuJoCo, numpy buffer, a jitted update
     per step (one seed)."""
     import gymnasium as gym
@@ -198,7 +198,7 @@ def device_info() -> dict:
             'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
-def online(steps: int, seeds: int = 1, rounds: int = 3, buffer_capacity: int = 10_000) -> dict:
+def online(steps: int, seeds: int, rounds: int, buffer_capacity: int) -> dict:
     """Compiles the three ways of running the updates, then times them in `rounds` rounds, one after
     another in each round with the matmul rate beside them; each figure is its best round. (On a shared
     VM the speed of a few seconds' work drifts by 10-20% and more: interleaving puts every figure under
