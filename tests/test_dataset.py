@@ -187,3 +187,16 @@ def test_cached_dataset_name_changes_with_the_shipped_policies(tmp_path, monkeyp
     with open(tmp_path / 'halfcheetah_medium.npz', 'ab') as f:
         f.write(b'\0')
     assert registry._policies_digest('halfcheetah') != before
+
+
+@pytest.mark.parametrize('steps,bound,envs', [
+    (100_000, 64, 50),  # whole 2000-step runs per env
+    (20_000, 64, 20),
+    (3_000, 64, 3),
+    (1_500, 64, 64),  # no count gives whole episodes: as many envs as allowed
+    (10, 64, 10),  # never more envs than steps
+])
+def test_envs_for_splits_into_whole_episodes(steps, bound, envs):
+    from wsrl_mjx.collect import envs_for
+
+    assert envs_for(steps, bound) == envs

@@ -157,6 +157,7 @@ def test_collect_reproduces_the_generated_dataset(smoke_run):
         np.testing.assert_array_equal(getattr(again, name), getattr(dataset, name))
     assert json.loads(json.dumps(again.meta)) == dataset.meta
     assert len(dataset) == cfg.dataset_size and dataset.timeouts.sum() == 64  # one cut episode per env
+    assert [source['envs'] for source in dataset.meta['sources']] == [64]
     other = collect('halfcheetah', 'random', cfg.dataset_size, 1, quiet=True)
     assert not np.allclose(other.observations, dataset.observations)
 

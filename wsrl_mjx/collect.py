@@ -15,7 +15,8 @@ Levels follow D4RL's recipe with the behaviour policies shipped in wsrl_mjx/data
 Each env of a batch of up to `--envs` vmapped MJX envs runs its own episodes one after another (1000
 steps or a terminal), so every episode is contiguous in the file; the number of envs is chosen so that
 each runs whole 1000-step episodes when the size allows (e.g. 50 envs for 100k or 1M transitions); a
-step cut by the end of collection is marked as a time-out. The same (env, level, size, seed) gives the same file.
+step cut by the end of collection is marked as a time-out; the metadata records each part's env count.
+The same (env, level, size, seed) gives the same file.
 """
 from __future__ import annotations
 
@@ -176,12 +177,14 @@ def collect(env: str, level: str, size: int, seed: int, num_envs: int = 64, poli
         for i, (label, path, steps) in enumerate(plan):
             actor, meta = (None, {}) if path is None else _load_policy(path)
             log_std = (meta.get('log_std_min', -11.512925), meta.get('log_std_max', 2.302585))
-            part = rollout(env, actor, log_std, steps, jax.random.fold_in(key, i), envs_for(steps, num_envs),
+            part_envs = envs_for(steps, num_envs)
+            part = rollout(env, actor, log_std, steps, jax.random.fold_in(key, i), part_envs,
                            progress=lambda n: bar.update(task, advance=n))
             parts.append(part)
             sources.append({'label': label, 'policy': None if path is None else os.path.basename(path),
-                            'transitions': steps, 'policy_return': meta.get('return'),
+                            'transitions': steps, 'envs': part_envs, 'policy_return': meta.get('return'),
                             'policy_step': meta.get('step'), **_returns(part, env)})
+    # 'envs' is the --envs bound; each source records the envs it ran (envs_for)
     meta = {'env': env, 'level': level, 'seed': seed, 'size': size, 'envs': num_envs,
             'episode_length': EPISODE_LENGTH, 'generator': GENERATOR, 'sources': sources}
     return Dataset.concatenate(parts, meta)
