@@ -1,16 +1,17 @@
 """CQL, Cal-QL and IQL losses against hand-computed values on constant critics."""
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from kernels.distributions import tanh_normal_log_prob_reference
-from kernels.ensemble import init_ensemble_mlp
+from kernels.ensemble import init_ensemble_mlp, select_members
 from test_sac import ACT, OBS, config, constant_critic, tiny_batch
 from wsrl_mjx import networks
-from wsrl_mjx.agents import cql, iql
+from wsrl_mjx.agents import cql, iql, sac
 
 
 def actor():
@@ -28,8 +29,8 @@ def cql_config(**overrides):
 
 @pytest.mark.parametrize('calql', [False, True])
 def test_cql_loss_hand_computed(calql):
-    # Constant critics: every candidate of member i equals c_i, so the logsumexp over 3n + 1 candidates
-    # (no importance sampling) is c_i + log(3n + 1): the gap is log(31) for n = 10, whatever the policy.
+    # Constant critics are flat in the action: without importance sampling every candidate of member i
+    # is c_i, and the reference subtracts T log(3n + 1), so the gap is 0 and the loss is the TD loss.
     cfg = cql_config(importance_sample=False, calql=calql)
     batch = tiny_batch()
     critic = constant_critic([1.0, 2.0, 4.0])
@@ -39,23 +40,111 @@ def test_cql_loss_hand_computed(calql):
     y = np.array([1.0 + 0.99 * 3.0, -2.0, 0.5 + 0.99 * 3.0, 3.0 + 0.99 * 3.0])
     td = np.mean([(q - y) ** 2 for q in (1.0, 2.0, 4.0)])
     np.testing.assert_allclose(m['td_loss'], td, rtol=1e-6)
-    np.testing.assert_allclose(m['cql_gap'], math.log(31), rtol=1e-6)
-    np.testing.assert_allclose(loss, td + 5.0 * math.log(31), rtol=1e-6)
+    np.testing.assert_allclose(m['cql_gap'], 0.0, atol=1e-5)
+    np.testing.assert_allclose(loss, td, rtol=1e-5)
 
 
-def test_importance_sampled_candidates():
-    # Uniform actions: Q + |A| log 2; policy actions: Q - log pi(a), log pi of the zero actor's samples.
+def test_importance_sampled_gap_hand_computed():
+    # Member i constant c_i: gap_i = logsumexp([|A| log 2] * n, -log pi(a~_k|s), -log pi(a'_k|s')) for
+    # the drawn members, whatever c_i; the loss adds alpha times its mean over the drawn pair.
+    cfg = cql_config()
+    batch = tiny_batch()
+    critic, target = constant_critic([1.0, 2.0, 4.0]), constant_critic([3.0, 3.0, 3.0])
+    key = jax.random.key(5)
+    loss, m = cql.critic_loss(critic, target, zero_actor(), 1.0, batch, jnp.zeros(4), key, cfg)
+    _, _, conservative_key = jax.random.split(key, 3)
+    _, current_key, next_key = jax.random.split(conservative_key, 3)
+    _, current = sac.sample_action(zero_actor(), jnp.repeat(batch.observation, 10, 0), current_key, cfg.sac)
+    _, following = sac.sample_action(zero_actor(), jnp.repeat(batch.next_observation, 10, 0), next_key, cfg.sac)
+    logits = np.concatenate([np.full((4, 10), ACT * math.log(2.0)), -np.asarray(current).reshape(4, 10),
+                             -np.asarray(following).reshape(4, 10)], axis=1)
+    gap = np.mean(np.log(np.sum(np.exp(logits), axis=1)))
+    np.testing.assert_allclose(m['cql_gap'], gap, rtol=1e-5)
+    np.testing.assert_allclose(loss, m['td_loss'] + 5.0 * gap, rtol=1e-5)
+
+
+def test_importance_sampled_candidates_of_the_drawn_members():
+    # Uniform actions: Q + |A| log 2; policy actions: Q - log pi(a). Only the drawn members (2 and 0) are
+    # evaluated, in the order drawn.
     cfg = cql_config()
     batch = tiny_batch()
     critic = constant_critic([1.0, 2.0, 4.0])
-    candidates, q = cql.conservative_values(critic, zero_actor(), batch, jnp.zeros(4), jax.random.key(0), cfg)
-    assert candidates.shape == (3, 4, 30)
-    c = np.array([1.0, 2.0, 4.0])[:, None, None]
-    np.testing.assert_allclose(candidates[..., :10], np.broadcast_to(c + ACT * math.log(2), (3, 4, 10)), rtol=1e-6)
-    # log pi(a) <= max density of a tanh-Gaussian with std 1 per dim is finite; candidates - c = -log pi
+    members = jnp.asarray([2, 0])
+    q_data = networks.critic_apply(critic, batch.observation, batch.action)
+    candidates = cql.conservative_values(select_members(critic, members), zero_actor(), batch, q_data[members],
+                                         jnp.zeros(4), jax.random.key(0), cfg)
+    assert candidates.shape == (2, 4, 30)
+    c = np.array([4.0, 1.0])[:, None, None]
+    np.testing.assert_allclose(candidates[..., :10], np.broadcast_to(c + ACT * math.log(2), (2, 4, 10)), rtol=1e-6)
     log_pi = -(np.asarray(candidates[..., 10:]) - c)
     assert np.all(np.isfinite(log_pi)) and np.allclose(log_pi[0], log_pi[1])  # same actions for each member
-    np.testing.assert_array_equal(q, np.broadcast_to(c[..., 0], (3, 4)))
+
+
+def test_penalty_reaches_the_drawn_members_only():
+    # The reference penalises cql_q_samples[idx], q_pred[idx]: a member not drawn gets no gradient from
+    # the penalty, a member drawn twice gets twice the gradient it gets when drawn once (same actions).
+    cfg = cql_config()
+    batch = tiny_batch()
+    critic = init_ensemble_mlp(jax.random.key(3), 3, (OBS + ACT, 4, 4, 1), layer_norm=True)
+    key = jax.random.key(6)
+
+    def gap(params, members):
+        q = networks.critic_apply(params, batch.observation, batch.action)
+        return cql.penalty(params, actor(), batch, q, jnp.asarray(members), jnp.zeros(4), key, cfg)
+
+    def member_grads(members):
+        grads = jax.grad(gap)(critic, members)
+        return [np.concatenate([np.ravel(leaf[i]) for leaf in jax.tree.leaves(grads)]) for i in range(3)]
+
+    apart = member_grads([0, 2])
+    assert np.all(apart[1] == 0) and np.abs(apart[0]).max() > 0 and np.abs(apart[2]).max() > 0
+    twice = member_grads([2, 2])
+    assert np.all(twice[0] == 0) and np.all(twice[1] == 0)
+    np.testing.assert_allclose(twice[2], 2 * apart[2], rtol=1e-4, atol=1e-7)
+
+
+def test_critic_loss_uses_the_drawn_members():
+    cfg = cql_config()
+    batch = tiny_batch()
+    critic = init_ensemble_mlp(jax.random.key(3), 3, (OBS + ACT, 4, 4, 1), layer_norm=True)
+    key = jax.random.key(8)
+    _, m = cql.critic_loss(critic, critic, actor(), 1.0, batch, jnp.zeros(4), key, cfg)
+    _, member_key, conservative_key = jax.random.split(key, 3)
+    members = sac.draw_members(member_key, cfg.sac)
+    q = networks.critic_apply(critic, batch.observation, batch.action)
+    expected = cql.penalty(critic, actor(), batch, q, members, jnp.zeros(4), conservative_key, cfg)
+    np.testing.assert_allclose(m['cql_gap'], expected, rtol=1e-6)
+    others = [cql.penalty(critic, actor(), batch, q, jnp.asarray(pair), jnp.zeros(4), conservative_key, cfg)
+              for pair in ([0, 1], [0, 2], [1, 2]) if sorted(pair) != sorted(np.asarray(members).tolist())]
+    assert all(abs(float(o) - float(expected)) > 1e-6 for o in others)  # the draw matters
+
+
+def test_update_takes_every_gradient_before_the_step():
+    # The reference's agent.update computes the critic, actor and temperature losses on the same
+    # parameters: the actor's step sees the critic before its step.
+    cfg = cql.CQLConfig(sac=config(num_critics=3, num_min_critics=2, batch_size=4, critic_steps=1), n_actions=3)
+    state = sac.init(jax.random.key(0), cfg.sac)
+    batch = tiny_batch()
+    key = jax.random.key(9)
+    updated, _ = jax.jit(lambda s, k: cql.update(s, batch, jnp.zeros(4), k, cfg))(state, key)
+    critic_key, actor_key = jax.random.split(key)
+    _, critic_tx, _ = sac.optimizers(cfg.sac)
+    critic, _, _ = sac.gradient_step(cql.critic_loss, critic_tx, state.critic, state.critic_opt, state.target_critic,
+                                     state.actor, networks.temperature_value(state.temperature), batch, jnp.zeros(4),
+                                     critic_key, cfg)
+    before, _ = sac.actor_temperature_step(state, batch, actor_key, cfg.sac)
+    after, _ = sac.actor_temperature_step(state.replace(critic=critic), batch, actor_key, cfg.sac)
+    chex.assert_trees_all_close(updated.critic, critic, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(updated.actor, before.actor, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(updated.temperature, before.temperature, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(updated.target_critic, sac.polyak(state.target_critic, critic, cfg.sac.tau),
+                                rtol=1e-5, atol=1e-6)
+    # Ordered the other way (actor after the critic's step) the actor differs by far more than the
+    # tolerance above: Adam's first step moves each weight by about its learning rate (1e-4) along the
+    # gradient's sign, and some signs differ.
+    gaps = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(before.actor),
+                                                                         jax.tree.leaves(after.actor))]
+    assert max(gaps) > 1e-4
 
 
 def test_calql_bound_holds_for_policy_actions_only():
@@ -63,14 +152,19 @@ def test_calql_bound_holds_for_policy_actions_only():
     batch = tiny_batch()
     critic = constant_critic([1.0, 2.0, 4.0])
     mc = jnp.asarray([3.0, -5.0, 10.0, 1.5])
-    candidates, q = cql.conservative_values(critic, actor(), batch, mc, jax.random.key(0), cfg)
-    policy = np.asarray(candidates[..., 11:])  # next-policy and policy actions
+    members = jnp.asarray([0, 1, 2])
+    q_data = networks.critic_apply(critic, batch.observation, batch.action)
+    shift = math.log(31)  # the reference's T log(3n + 1) without importance sampling
+    candidates = np.asarray(cql.conservative_values(select_members(critic, members), actor(), batch, q_data, mc,
+                                                    jax.random.key(0), cfg)) + shift
+    policy = candidates[..., 10:30]  # policy and next-policy actions
     expected = np.maximum(np.array([1.0, 2.0, 4.0])[:, None, None], np.asarray(mc)[None, :, None])
-    np.testing.assert_array_equal(policy, np.broadcast_to(expected, policy.shape))
-    assert np.all(policy >= np.asarray(mc)[None, :, None])
+    np.testing.assert_allclose(policy, np.broadcast_to(expected, policy.shape), rtol=1e-6)
+    assert np.all(policy >= np.asarray(mc)[None, :, None] - 1e-5)
     # Uniform actions and the data action keep their own values.
-    np.testing.assert_array_equal(candidates[..., :11], np.broadcast_to(np.array([1.0, 2.0, 4.0])[:, None, None],
-                                                                         (3, 4, 11)))
+    c = np.array([1.0, 2.0, 4.0])[:, None, None]
+    for kept in (candidates[..., :10], candidates[..., 30:]):
+        np.testing.assert_allclose(kept, np.broadcast_to(c, kept.shape), rtol=1e-6)
 
 
 def test_max_target_backup_takes_the_best_sampled_action():

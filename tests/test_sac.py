@@ -43,28 +43,44 @@ def test_critic_loss_hand_computed():
     cfg = config()
     batch = tiny_batch()
     critic = constant_critic([1.0, 2.0, 4.0])
-    target = constant_critic([5.0, 3.0, 6.0])  # min over all three targets = 3
+    target = constant_critic([5.0, 3.0, 6.0])
     actor = networks.init_actor(jax.random.key(1), OBS, ACT, (4, 4), True, 1e-2)
-    loss, metrics = sac.critic_loss(critic, target, actor, 1.0, batch, jax.random.key(2), cfg)
-    y = np.array([1.0 + 0.99 * 3.0, -2.0, 0.5 + 0.99 * 3.0, 3.0 + 0.99 * 3.0])
+    key = jax.random.key(2)
+    loss, metrics = sac.critic_loss(critic, target, actor, 1.0, batch, key, cfg)
+    next_q = np.array([5.0, 3.0, 6.0])[np.asarray(sac.draw_members(jax.random.split(key)[1], cfg))].min()
+    y = np.array([1.0, -2.0, 0.5, 3.0]) + 0.99 * np.array([1.0, 0.0, 1.0, 1.0]) * next_q
     expected = np.mean([(q - y) ** 2 for q in (1.0, 2.0, 4.0)])
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
     np.testing.assert_allclose(metrics['target_q_mean'], y.mean(), rtol=1e-6)
 
 
-def test_critic_target_is_min_over_two_random_members():
+def test_critic_target_is_min_over_the_drawn_members():
     cfg = config(num_critics=4, num_min_critics=2)
     batch = tiny_batch()
     values = np.array([4.0, 1.0, 3.0, 2.0])
     critic, target = constant_critic(np.zeros(4)), constant_critic(values)
     actor = networks.init_actor(jax.random.key(1), OBS, ACT, (4, 4), True, 1e-2)
-    pair_minima = {min(values[i], values[j]) for i in range(4) for j in range(i + 1, 4)}
     seen = set()
     for k in range(40):
-        _, metrics = sac.critic_loss(critic, target, actor, 1.0, batch, jax.random.key(k), cfg)
+        key = jax.random.key(k)
+        _, metrics = sac.critic_loss(critic, target, actor, 1.0, batch, key, cfg)
         next_q = (float(metrics['target_q_mean']) - float(batch.reward.mean())) / (0.99 * float(batch.mask.mean()))
-        seen.add(round(next_q, 4))
-    assert seen <= pair_minima and len(seen) >= 2  # never the max pair, and not always the global min
+        members = np.asarray(sac.draw_members(jax.random.split(key)[1], cfg))
+        np.testing.assert_allclose(next_q, values[members].min(), rtol=1e-5)
+        seen.add(tuple(sorted(members)))
+    assert len(seen) >= 4  # a new pair per batch, not one fixed pair
+
+
+def test_members_are_drawn_with_replacement_as_the_reference_draws_them():
+    # jax.random.randint(key, (2,), 0, 10) as in zhouzypaul/wsrl: the two draws are independent, so the
+    # same member comes twice with probability 1/10 (never, when drawn without replacement).
+    cfg = config(num_critics=10, num_min_critics=2)
+    draws = np.asarray(jax.vmap(lambda k: sac.draw_members(k, cfg))(jax.random.split(jax.random.key(0), 4000)))
+    assert draws.shape == (4000, 2) and draws.min() == 0 and draws.max() == 9
+    same = np.mean(draws[:, 0] == draws[:, 1])
+    assert abs(same - 0.1) < 0.015, same  # 4000 pairs: the standard error is 0.0047
+    counts = np.bincount(draws.ravel(), minlength=10)
+    assert counts.min() > 650 and counts.max() < 950  # uniform: 800 each
 
 
 def test_entropy_backup_subtracts_alpha_log_prob():

@@ -3,16 +3,21 @@
 The state is sac.SACState: the same actor, 10-member critic, target, temperature and optimizer states
 that the online phase continues from, so nothing is converted between the phases.
 
-Critic loss per batch (B transitions, M members, n = n_actions sampled actions per state):
-  TD:  mean_{i,b} (Q_i(s, a) - y)^2 with the max-target backup
+Critic loss per batch (B transitions, M members, n = n_actions sampled actions per state), as the
+reference computes it (zhouzypaul/wsrl, wsrl/agents/cql.py):
+  TD:  mean_{i<M,b} (Q_i(s, a) - y)^2 with the max-target backup
        y = r + discount * mask * max_{k<n} min_{j in J} Q'_j(s', a'_k),  a'_k ~ pi(.|s')
-  CQL: alpha * mean_{i,b} [ T * logsumexp_k(C_ik / T) - Q_i(s, a) ] over the 3n candidate values
-       C = Q(s, a_unif) - log(0.5^|A|),  Q(s, a'_k) - log pi(a'_k|s'),  Q(s, a~_k) - log pi(a~_k|s)
-       (importance sampling; without it, C = Q(s, a_unif), Q(s, a), Q(s, a'_k), Q(s, a~_k)).
-  Cal-QL: the policy-action values Q(s, a'_k) and Q(s, a~_k) are first raised to at least the
+  CQL: alpha * mean_{i in I,b} [ T * logsumexp_k(C_ik / T) - Q_i(s, a) ] over the 3n candidate values
+       C = Q(s, a_unif) - log(0.5^|A|),  Q(s, a~_k) - log pi(a~_k|s),  Q(s, a'_k) - log pi(a'_k|s')
+       (importance sampling; without it, C = [Q(s, a_unif), Q(s, a~_k), Q(s, a'_k), Q(s, a)] - T log(3n+1)).
+  Cal-QL: the policy-action values Q(s, a~_k) and Q(s, a'_k) are first raised to at least the
        Monte-Carlo return-to-go of the dataset trajectory at s (never the uniform-action values).
-Actor and temperature: the SAC steps of sac.py on the same batch. One critic step, then one actor and
-temperature step, per update (WSRL's pretraining runs 1 update per batch of 256).
+J and I: num_min_critics members each, drawn with replacement once per batch (sac.draw_members). The
+penalty covers the members in I only, so only they are evaluated on the 3n sampled actions (a tenth
+of the work of evaluating all ten, with the same gradients as the reference's evaluate-then-index).
+Actor and temperature: SAC's losses (sac.py) on the same batch. All three gradients are taken from the
+parameters before the update, as the reference's `agent.update` takes them in one `apply_loss_fns`;
+then the target is Polyak-averaged (WSRL's pretraining runs 1 update per batch of 256).
 """
 from __future__ import annotations
 
@@ -44,10 +49,10 @@ def _repeat(x: jax.Array, n: int) -> jax.Array:
 
 
 def td_target(target_params, actor_params, alpha, batch, key, cfg: CQLConfig) -> jax.Array:
-    """[B] y = r + discount * mask * (max over n sampled a' of) min over 2 drawn target members Q'(s', a')."""
+    """[B] y = r + discount * mask * (max over n sampled a' of) min over the drawn target members Q'(s', a')."""
     s = cfg.sac
     action_key, subset_key = jax.random.split(key)
-    subset = jax.random.choice(subset_key, s.num_critics, (s.num_min_critics,), replace=False)
+    subset = sac.draw_members(subset_key, s)
     n = cfg.n_actions if cfg.max_target_backup else 1
     next_obs = _repeat(batch.next_observation, n)
     next_action, next_log_prob = sac.sample_action(actor_params, next_obs, action_key, s)
@@ -60,8 +65,11 @@ def td_target(target_params, actor_params, alpha, batch, key, cfg: CQLConfig) ->
     return jax.lax.stop_gradient(batch.reward + s.discount * batch.mask * next_q)
 
 
-def conservative_values(critic_params, actor_params, batch, mc_return, key, cfg: CQLConfig):
-    """The candidates C [M, B, 3n] of the logsumexp and Q(s, a) [M, B] (see the module docstring)."""
+def conservative_values(members_params, actor_params, batch, q_data, mc_return, key, cfg: CQLConfig):
+    """The candidates C [k, B, 3n] (importance sampling; [k, B, 3n + 1] without) of the logsumexp.
+
+    members_params: the k drawn members of the critic; q_data [k, B]: their Q(s, a) on the data.
+    """
     s = cfg.sac
     n = cfg.n_actions
     batch_size = batch.reward.shape[0]
@@ -72,49 +80,60 @@ def conservative_values(critic_params, actor_params, batch, mc_return, key, cfg:
     following, following_log_prob = sac.sample_action(actor_params, _repeat(batch.next_observation, n), next_key, s)
     current, following = jax.lax.stop_gradient((current, following))
     current_log_prob, following_log_prob = jax.lax.stop_gradient((current_log_prob, following_log_prob))
-    # One critic pass over [Q(s,a) | uniform | next-policy | policy] actions.
-    all_obs = jnp.concatenate([batch.observation, obs, obs, obs])
-    all_actions = jnp.concatenate([batch.action, uniform, following, current])
-    q_all = networks.critic_apply(critic_params, all_obs, all_actions, s.dtype)
-    q_data = q_all[:, :batch_size]
-    q_uniform, q_following, q_current = (
-        q_all[:, batch_size + i * batch_size * n: batch_size + (i + 1) * batch_size * n].reshape(-1, batch_size, n)
-        for i in range(3))
+    # One pass of the drawn members over [uniform | policy | next-policy] actions, all at s.
+    q_sampled = networks.critic_apply(members_params, jnp.concatenate([obs, obs, obs]),
+                                      jnp.concatenate([uniform, current, following]), s.dtype)
+    q_uniform, q_current, q_following = (q_sampled[:, i * batch_size * n:(i + 1) * batch_size * n]
+                                         .reshape(-1, batch_size, n) for i in range(3))
     if cfg.calql:
         bound = mc_return[None, :, None]
-        q_following, q_current = jnp.maximum(q_following, bound), jnp.maximum(q_current, bound)
+        q_current, q_following = jnp.maximum(q_current, bound), jnp.maximum(q_following, bound)
     if cfg.importance_sample:
         uniform_log_density = s.act_dim * math.log(0.5)
-        candidates = jnp.concatenate([
+        return jnp.concatenate([
             q_uniform - uniform_log_density,
-            q_following - following_log_prob.reshape(1, batch_size, n),
-            q_current - current_log_prob.reshape(1, batch_size, n)], axis=-1)
-    else:
-        candidates = jnp.concatenate([q_uniform, q_data[..., None], q_following, q_current], axis=-1)
-    return candidates, q_data
+            q_current - current_log_prob.reshape(1, batch_size, n),
+            q_following - following_log_prob.reshape(1, batch_size, n)], axis=-1)
+    candidates = jnp.concatenate([q_uniform, q_current, q_following, q_data[..., None]], axis=-1)
+    # The reference's normalisation: a constant shift of the logsumexp, so the gap of a critic that is
+    # flat in the action is 0.
+    return candidates - cfg.temperature * math.log(3 * n + 1)
+
+
+def penalty(critic_params, actor_params, batch, q_data, members, mc_return, key, cfg: CQLConfig) -> jax.Array:
+    """The conservative gap mean_{i in members, b} [T * logsumexp_k(C_ik / T) - Q_i(s, a)], a scalar.
+
+    q_data [M, B]: every member's Q(s, a); members [k] int32, repeats allowed (a member drawn twice
+    counts twice, as in the reference's `cql_q_samples[subsample_idcs]`).
+    """
+    candidates = conservative_values(select_members(critic_params, members), actor_params, batch, q_data[members],
+                                     mc_return, key, cfg)
+    ood = cfg.temperature * jax.scipy.special.logsumexp(candidates / cfg.temperature, axis=-1)  # [k, B]
+    return jnp.mean(ood - q_data[members])
 
 
 def critic_loss(critic_params, target_params, actor_params, alpha, batch, mc_return, key, cfg: CQLConfig):
-    target_key, conservative_key = jax.random.split(key)
+    target_key, member_key, conservative_key = jax.random.split(key, 3)
     y = td_target(target_params, actor_params, alpha, batch, target_key, cfg)
-    candidates, q = conservative_values(critic_params, actor_params, batch, mc_return, conservative_key, cfg)
+    q = networks.critic_apply(critic_params, batch.observation, batch.action, cfg.sac.dtype)  # [M, B]
     td_loss = jnp.mean(jnp.square(q - y[None]))
-    ood = cfg.temperature * jax.scipy.special.logsumexp(candidates / cfg.temperature, axis=-1)
-    gap = jnp.mean(ood - q)
+    gap = penalty(critic_params, actor_params, batch, q, sac.draw_members(member_key, cfg.sac), mc_return,
+                  conservative_key, cfg)
     loss = td_loss + cfg.alpha * gap
     return loss, {'critic_loss': loss, 'td_loss': td_loss, 'cql_gap': gap, 'q_mean': q.mean(),
                   'target_q_mean': y.mean()}
 
 
 def update(state: sac.SACState, batch, mc_return, key, cfg: CQLConfig):
-    """One CQL (Cal-QL) critic step with Polyak averaging, then SAC's actor and temperature step."""
+    """One CQL (Cal-QL) update: critic, actor and temperature steps, each from the parameters before the
+    update (the actor's loss sees the critic before its step), then Polyak averaging of the target."""
     s = cfg.sac
     critic_key, actor_key = jax.random.split(key)
     _, critic_tx, _ = sac.optimizers(s)
     critic, critic_opt, critic_metrics = sac.gradient_step(
         critic_loss, critic_tx, state.critic, state.critic_opt, state.target_critic, state.actor,
         networks.temperature_value(state.temperature), batch, mc_return, critic_key, cfg)
-    state = state.replace(critic=critic, critic_opt=critic_opt,
-                          target_critic=sac.polyak(state.target_critic, critic, s.tau))
-    state, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s)
-    return state, {**critic_metrics, **actor_metrics}
+    updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s)
+    updated = updated.replace(critic=critic, critic_opt=critic_opt,
+                              target_critic=sac.polyak(state.target_critic, critic, s.tau))
+    return updated, {**critic_metrics, **actor_metrics}

@@ -95,14 +95,21 @@ def greedy_action(actor_params, observation, cfg: SACConfig):
     return networks.greedy_action(actor_params, observation, cfg.log_std_min, cfg.log_std_max, cfg.dtype)
 
 
+def draw_members(key: jax.Array, cfg: SACConfig) -> jax.Array:
+    """num_min_critics member indices [k] int32, drawn uniformly WITH replacement, as the reference
+    draws them (wsrl/agents/sac.py and cql.py: `jax.random.randint(key, (k,), 0, M)`): with k = 2 of
+    M = 10 the same member comes twice in 1 batch of 10, and the min is then over one member."""
+    return jax.random.randint(key, (cfg.num_min_critics,), 0, cfg.num_critics)
+
+
 def critic_loss(critic_params, target_params, actor_params, alpha, batch, key, cfg: SACConfig):
     """Mean over members and batch of (Q_i(s, a) - y)^2, with
     y = r + discount * mask * (min_{j in J} Q'_j(s', a') [- alpha * log pi(a'|s')]),  a' ~ pi(.|s'),
-    J = num_min_critics target members drawn at random once per batch.
+    J = num_min_critics target members drawn once per batch (`draw_members`).
     """
     action_key, subset_key = jax.random.split(key)
     next_action, next_log_prob = sample_action(actor_params, batch.next_observation, action_key, cfg)
-    subset = jax.random.choice(subset_key, cfg.num_critics, (cfg.num_min_critics,), replace=False)
+    subset = draw_members(subset_key, cfg)
     # Only the drawn members are evaluated: the other targets would be computed and thrown away.
     next_q = networks.critic_apply(select_members(target_params, subset), batch.next_observation, next_action,
                                    cfg.dtype).min(axis=0)
