@@ -1,4 +1,5 @@
 """CQL, Cal-QL and IQL losses against hand-computed values on constant critics."""
+import functools
 import math
 
 import chex
@@ -200,7 +201,8 @@ def test_iql_losses_hand_computed():
     np.testing.assert_allclose(loss, np.mean([(q - y) ** 2 for q in (1.0, 2.0, 4.0)]), rtol=1e-6)
     advantage = jnp.full((4,), 1.0)
     loss, _ = iql.actor_loss(state.actor, advantage, batch, cfg)
-    log_prob = tanh_normal_log_prob_reference(np.zeros((4, ACT)), np.zeros((4, ACT)), np.asarray(batch.action))
+    # IQL's Gaussian (not squashed) around tanh(0) = 0 with std exp(0) = 1: log N(a; 0, 1).
+    log_prob = np.sum(-0.5 * np.asarray(batch.action) ** 2 - 0.5 * math.log(2 * math.pi), axis=-1)
     np.testing.assert_allclose(loss, -math.exp(3.0) * log_prob.mean(), rtol=1e-5)
     loss, _ = iql.actor_loss(state.actor, jnp.full((4,), 10.0), batch, cfg)  # weight clipped at 100
     np.testing.assert_allclose(loss, -100.0 * log_prob.mean(), rtol=1e-5)
@@ -209,8 +211,61 @@ def test_iql_losses_hand_computed():
 def test_iql_hands_its_networks_to_sac():
     cfg = iql_config()
     state = iql.init(jax.random.key(0), cfg)
+    batch = tiny_batch()
+    update = jax.jit(lambda st, k: iql.update(st, batch, jnp.zeros(4), k, cfg))
+    for k in range(3):  # a few steps, so the log-std bias and the mean have moved
+        state, _ = update(state, jax.random.key(k))
     online = iql.to_sac(state, cfg.sac)
     for a, b in zip(jax.tree.leaves((state.actor, state.critic, state.target_critic, state.actor_opt)),
                     jax.tree.leaves((online.actor, online.critic, online.target_critic, online.actor_opt))):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(networks.temperature_value(online.temperature), 1.0, rtol=1e-6)
+    # The log-std outputs' kernel columns stay zero: the SAC actor's std is IQL's at every state.
+    assert np.all(np.asarray(online.actor[-1]['kernel'])[..., ACT:] == 0)
+    sigma = np.asarray(online.actor[-1]['bias'])[0, ACT:]
+    assert not np.allclose(sigma, 0.0)
+    observation = jnp.asarray(np.random.default_rng(3).normal(size=(5, OBS)) * 3, jnp.float32)
+    h, log_std = networks.actor_apply(online.actor, observation, cfg.sac.log_std_min, cfg.sac.log_std_max)
+    np.testing.assert_allclose(log_std, np.broadcast_to(sigma, (5, ACT)), rtol=1e-6)
+    # The greedy action is kept: IQL's mode tanh(h(s)) is SAC's tanh(mean).
+    np.testing.assert_allclose(sac.greedy_action(online.actor, observation, cfg.sac), np.tanh(h), rtol=1e-6)
+    mode = jnp.tanh(h)
+    log_prob = iql.gaussian_log_prob(state.actor, observation, mode, cfg.sac)
+    shifted = iql.gaussian_log_prob(state.actor, observation, mode + 0.05, cfg.sac)
+    assert np.all(np.asarray(log_prob) > np.asarray(shifted))  # tanh(h) is the mode of IQL's policy
+
+
+def test_behaviour_cloning_actor_loss_hand_computed():
+    # w = 1: alpha * log pi(a~|s) - log pi(a|s) on the data's actions (the critic plays no part);
+    # w = 0: SAC's actor loss.
+    cfg = config(num_critics=3, num_min_critics=2)
+    batch = tiny_batch()
+    critic = constant_critic([2.0, -1.0, 0.5])
+    key = jax.random.key(4)
+    loss, m = cql.actor_loss(zero_actor(), critic, 0.3, batch, key, cfg, bc_weight=1.0)
+    _, log_prob = sac.sample_action(zero_actor(), batch.observation, key, cfg)
+    data_log_prob = tanh_normal_log_prob_reference(np.zeros((4, ACT)), np.zeros((4, ACT)),
+                                                   np.clip(np.asarray(batch.action), -0.99, 0.99))
+    np.testing.assert_allclose(loss, np.mean(0.3 * np.asarray(log_prob) - data_log_prob), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m['bc_log_prob'], data_log_prob.mean(), rtol=1e-5)
+    sac_loss, _ = sac.actor_loss(zero_actor(), critic, 0.3, batch, key, cfg)
+    no_bc, _ = cql.actor_loss(zero_actor(), critic, 0.3, batch, key, cfg, bc_weight=0.0)
+    np.testing.assert_allclose(no_bc, sac_loss, rtol=1e-6)
+
+
+def test_bc_steps_switch_the_actor_loss_after_that_many_updates():
+    cfg = cql.CQLConfig(sac=config(num_critics=3, num_min_critics=2, batch_size=4, critic_steps=1), n_actions=3,
+                        bc_steps=5)
+    state = sac.init(jax.random.key(0), cfg.sac)
+    batch = tiny_batch()
+    key = jax.random.key(9)
+    step = jax.jit(lambda st, n: cql.update(st, batch, jnp.zeros(4), key, cfg, updates=n))
+    cloning, _ = step(state, jnp.asarray(4, jnp.int32))
+    improving, _ = step(state, jnp.asarray(5, jnp.int32))
+    _, actor_key = jax.random.split(key)
+    for weight, got in ((1.0, cloning), (0.0, improving)):
+        loss = functools.partial(cql.actor_loss, bc_weight=weight)
+        expected, _ = sac.actor_temperature_step(state, batch, actor_key, cfg.sac, loss)
+        chex.assert_trees_all_close(got.actor, expected.actor, rtol=1e-5, atol=1e-6)
+    online, _ = jax.jit(lambda st: cql.update(st, batch, jnp.zeros(4), key, cfg))(state)  # online: no cloning
+    chex.assert_trees_all_close(online.actor, improving.actor, rtol=1e-5, atol=1e-6)

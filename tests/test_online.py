@@ -21,7 +21,7 @@ from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain
 
 
 def test_run_directory_contract(smoke_run):
-    cfg, run_dir, summary, _, _ = smoke_run
+    cfg, run_dir, summary, _, smoke_dataset = smoke_run
     assert {'config.json', 'metrics.jsonl', 'summary.json', 'curves.png', 'checkpoints', 'policies'} <= set(
         os.listdir(run_dir))
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(run_dir))
@@ -44,13 +44,27 @@ def test_run_directory_contract(smoke_run):
     assert saved['normalized_score_after_warmup'] == evaluated[1]['normalized_score']
     assert saved['normalized_score'] == evaluated[-1]['normalized_score']
     assert saved['normalized_score_mean'] == np.mean(saved['normalized_score'])
+    from wsrl_mjx.data.dataset import summarize
+    # The smoke dataset's 512 transitions hold no finished episode, so it has no score.
+    assert saved['dataset_normalized_score'] == summarize(smoke_dataset, 'halfcheetah').get('normalized_score_mean')
     table = train.result_table(saved)
     assert 'offline' in table and 'after warmup' in table and 'final' in table
     from wsrl_mjx.plot import score_table
     row = score_table([run_dir]).splitlines()[1].split()
     online = [np.mean(r['normalized_score']) for r in evaluated[1:]]
     expected = [np.mean(saved['normalized_score_offline']), online[0], min(online), online[-1]]
-    assert row[-7:-2] == ['2', *(f'{v:.1f}' for v in expected)]  # seeds, offline, warmup, lowest, final
+    data = '-' if saved['dataset_normalized_score'] is None else f"{saved['dataset_normalized_score']:.1f}"
+    assert row[-8:-2] == ['2', data, *(f'{v:.1f}' for v in expected)]  # seeds, data, offline, warmup, lowest, final
+
+
+def test_result_table_puts_the_dataset_beside_the_scores():
+    summary = {'method': 'wsrl', 'env': 'halfcheetah', 'seeds': [0, 1], 'online_steps': 15000,
+               'dataset_normalized_score': 42.61, 'normalized_score_offline': [40.0, 42.0],
+               'normalized_score_after_warmup': [38.0, 39.0], 'normalized_score': [50.0, 54.0]}
+    lines = train.result_table(summary).splitlines()
+    assert lines[1].split()[-1] == '42.6' and 'dataset' in lines[1]
+    assert lines[2].split()[-3:] == ['41.0', '+-', '1.0'] and 'offline' in lines[2]
+    assert lines[4].split()[-3:] == ['52.0', '+-', '2.0'] and '15000' in lines[4]
 
 
 def test_registry_sizes_match_the_loaded_model(smoke_run):

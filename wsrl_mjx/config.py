@@ -78,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
     p.cql_temperature = 1.0
     p.cql_importance_sample = True
     p.cql_max_target_backup = True
+    p.bc_steps = 0  # CQL/Cal-QL: first updates whose actor step is behaviour cloning (0: none, as WSRL)
+    p.actor_lr = ml_collections.config_dict.placeholder(float)  # CQL/Cal-QL actor lr; None: agent.actor_lr
     p.iql_expectile = 0.7
     p.iql_beta = 3.0
     p.iql_lr = 3e-4  # IQL's actor, critic and value learning rate
@@ -168,11 +170,14 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'a multiple of pretrain.log_interval={p.log_interval}')
     for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr', 'reward_scale'):
         _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
+    _require(p.actor_lr is None or p.actor_lr > 0, 'pretrain.actor_lr', p.actor_lr, 'a positive number or None')
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
     _require(cfg.agent.matmul_dtype in MATMUL_DTYPES, 'agent.matmul_dtype', cfg.agent.matmul_dtype,
              f'one of {", ".join(MATMUL_DTYPES)}')
     for key in ('warmup_steps', 'checkpoint_interval'):
         _require(isinstance(cfg[key], int) and cfg[key] >= 0, key, cfg[key], 'a non-negative integer')
+    _require(isinstance(p.bc_steps, int) and 0 <= p.bc_steps <= p.steps, 'pretrain.bc_steps', p.bc_steps,
+             f'an integer in [0, pretrain.steps={p.steps}]')
     for key in ('critic_hidden', 'actor_hidden'):
         sizes = tuple(cfg.agent[key])
         _require(len(sizes) > 0 and all(isinstance(s, int) and s > 0 for s in sizes), f'agent.{key}', sizes,
@@ -241,6 +246,8 @@ def offline_config(cfg, agent: SACConfig, algo: str):
     if algo == 'iql':
         return IQLConfig(sac=dataclasses.replace(agent, actor_lr=p.iql_lr, critic_lr=p.iql_lr),
                          expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
+    if p.actor_lr is not None:
+        agent = dataclasses.replace(agent, actor_lr=p.actor_lr)
     return CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
                      importance_sample=p.cql_importance_sample, max_target_backup=p.cql_max_target_backup,
-                     calql=algo == 'calql')
+                     calql=algo == 'calql', bc_steps=p.bc_steps)

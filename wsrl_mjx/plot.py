@@ -42,16 +42,30 @@ def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     return np.asarray(steps), np.asarray(scores, np.float64), None if offline is None else np.asarray(offline)
 
 
+def dataset_score(run_dir: str) -> float | None:
+    """The normalised score of the run's offline data (summary.json, written at the run's end), or None."""
+    try:
+        with open(os.path.join(run_dir, 'summary.json')) as f:
+            score = json.load(f).get('dataset_normalized_score')
+    except (OSError, ValueError):
+        return None
+    return None if score is None else float(score)
+
+
 def score_table(run_dirs: list[str]) -> str:
-    """One line per run, means over seeds: offline score, score after warmup, lowest score from the start
-    of the online phase on (the dip), and the final score +- its std over seeds."""
-    lines = [f"{'run':<28} {'seeds':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>14}"]
+    """One line per run, means over seeds: the dataset's score, offline score, score after warmup, lowest
+    score from the start of the online phase on (the dip), and the final score +- its std over seeds."""
+    lines = [f"{'run':<28} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>14}"]
+
+    def shown(value):
+        return f"{'-':>8}" if value is None else f'{value:8.1f}'
+
     for run_dir in run_dirs:
         _, scores, offline = load_scores(run_dir)
         mean = scores.mean(axis=1)
-        shown = f'{offline.mean():8.1f}' if offline is not None else f"{'-':>8}"
         final = f'{mean[-1]:.1f} +- {scores[-1].std():.1f}'
-        lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown} {mean[0]:8.1f} {mean.min():8.1f} '
+        lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown(dataset_score(run_dir))} '
+                     f'{shown(None if offline is None else offline.mean())} {mean[0]:8.1f} {mean.min():8.1f} '
                      f'{final:>14}')
     return '\n'.join(lines)
 
@@ -73,14 +87,20 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    drawn = set()
     for run_dir in run_dirs:
         steps, scores, offline = load_scores(run_dir)
         if offline is not None:  # the pretrained policy's score at online step 0
             steps, scores = np.concatenate([[0], steps]), np.concatenate([offline[None], scores])
         mean, std = scores.mean(axis=1), scores.std(axis=1)
-        label = f'{run_label(run_dir)} ({scores.shape[1]} seeds)'
+        seeds = scores.shape[1]
+        label = f"{run_label(run_dir)} ({seeds} seed{'s' if seeds > 1 else ''})"
         line, = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        data = dataset_score(run_dir)
+        if data is not None and round(data, 1) not in drawn:  # runs on one dataset share one line
+            drawn.add(round(data, 1))
+            ax.axhline(data, color='0.4', linestyle='--', linewidth=1, label=f'its dataset ({data:.1f})')
     ax.set_xlabel('online env steps')
     ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)

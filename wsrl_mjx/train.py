@@ -456,7 +456,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         raise Preempted(host['step'] if host['phase'] == 'online' else host['pretrain_chunks_done'] *
                         cfg.pretrain.log_interval)
 
-    summary = _summary(cfg, seeds, history, wall)
+    summary = _summary(cfg, seeds, history, wall, dataset)
     if lead:
         _write_json(os.path.join(run_dir, 'summary.json'), summary)
         plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.method} on {cfg.env}')
@@ -499,8 +499,10 @@ def _purge_step(host: dict, cfg) -> int | None:
     return host['step'] if host['step'] >= pretrained else None
 
 
-def _summary(cfg, seeds: int, history: list, wall: dict) -> dict:
+def _summary(cfg, seeds: int, history: list, wall: dict, dataset=None) -> dict:
     import numpy as np
+
+    from wsrl_mjx.data.dataset import summarize
 
     def scores(phase):
         found = [r for r in history if r['phase'] == phase]
@@ -515,6 +517,9 @@ def _summary(cfg, seeds: int, history: list, wall: dict) -> dict:
         'return': list(history[-1]['return']),
         'normalized_score_offline': scores('pretrain'),
         'normalized_score_after_warmup': scores('warmup'),
+        # The behaviour the offline data came from: mean over the dataset's finished episodes.
+        'dataset_normalized_score': (summarize(dataset, cfg.env).get('normalized_score_mean')
+                                     if dataset is not None else None),
         'wall_clock_s': {k: round(v, 3) for k, v in wall.items()},
     }
 
@@ -605,9 +610,13 @@ def result_table(summary: dict) -> str:
     import numpy as np
 
     def cell(scores):
-        return '-' if scores is None else f'{np.mean(scores):6.1f} +- {np.std(scores):4.1f}'
+        if scores is None:
+            return '-'
+        return f'{np.mean(scores):6.1f}' + (f' +- {np.std(scores):4.1f}' if len(scores) > 1 else '')
 
-    rows = [('offline (end of pretraining)', summary['normalized_score_offline']),
+    dataset_score = summary.get('dataset_normalized_score')
+    rows = [('dataset (its episodes)', None if dataset_score is None else [dataset_score]),
+            ('offline (end of pretraining)', summary['normalized_score_offline']),
             ('after warmup', summary['normalized_score_after_warmup']),
             (f"final ({summary['online_steps']} online steps)", summary['normalized_score'])]
     title = f"{summary['method']} on {summary['env']}, {len(summary['seeds'])} seed(s): D4RL-normalised score"

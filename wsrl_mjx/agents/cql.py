@@ -22,11 +22,13 @@ then the target is Polyak-averaged (WSRL's pretraining runs 1 update per batch o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 
+from kernels.distributions import tanh_normal_log_prob
 from kernels.ensemble import select_members
 from wsrl_mjx import networks
 from wsrl_mjx.agents import sac
@@ -41,6 +43,13 @@ class CQLConfig:
     importance_sample: bool = True
     max_target_backup: bool = True
     calql: bool = False  # lower-bound the policy-action values by the MC return
+    # Pretraining updates whose actor step clones the data's actions (`actor_loss` with w = 1) before the
+    # SAC actor loss takes over: the original CQL code's policy_eval_start. 0: none, as in the WSRL
+    # reference's locomotion configs.
+    bc_steps: int = 0
+
+
+BC_ACTION_CLIP = 0.99  # data actions are clipped to this before atanh, as in the reference's actor_nll
 
 
 def _repeat(x: jax.Array, n: int) -> jax.Array:
@@ -124,16 +133,33 @@ def critic_loss(critic_params, target_params, actor_params, alpha, batch, mc_ret
                   'target_q_mean': y.mean()}
 
 
-def update(state: sac.SACState, batch, mc_return, key, cfg: CQLConfig):
+def actor_loss(actor_params, critic_params, alpha, batch, key, cfg: sac.SACConfig, bc_weight):
+    """mean(alpha * log pi(a~|s) - [w * log pi(a|s) + (1 - w) * min_i Q_i(s, a~)]), a~ ~ pi(.|s), a the
+    data's action: SAC's actor loss for w = 0; for w = 1 the original CQL code's behaviour-cloning
+    warm start (policy_eval_start), which keeps the entropy term so the temperature stays calibrated."""
+    action, log_prob = sac.sample_action(actor_params, batch.observation, key, cfg)
+    q = networks.critic_apply(critic_params, batch.observation, action, cfg.dtype).min(axis=0)
+    mean, log_std = networks.actor_apply(actor_params, batch.observation, cfg.log_std_min, cfg.log_std_max, cfg.dtype)
+    data_log_prob = tanh_normal_log_prob(mean, log_std, jnp.clip(batch.action, -BC_ACTION_CLIP, BC_ACTION_CLIP))
+    loss = jnp.mean(alpha * log_prob - bc_weight * data_log_prob - (1.0 - bc_weight) * q)
+    return loss, {'actor_loss': loss, 'entropy': -log_prob.mean(), 'bc_log_prob': data_log_prob.mean()}
+
+
+def update(state: sac.SACState, batch, mc_return, key, cfg: CQLConfig, updates=None):
     """One CQL (Cal-QL) update: critic, actor and temperature steps, each from the parameters before the
-    update (the actor's loss sees the critic before its step), then Polyak averaging of the target."""
+    update (the actor's loss sees the critic before its step), then Polyak averaging of the target.
+    updates: int32 [] pretraining updates done before this one (for bc_steps); None online."""
     s = cfg.sac
     critic_key, actor_key = jax.random.split(key)
     _, critic_tx, _ = sac.optimizers(s)
     critic, critic_opt, critic_metrics = sac.gradient_step(
         critic_loss, critic_tx, state.critic, state.critic_opt, state.target_critic, state.actor,
         networks.temperature_value(state.temperature), batch, mc_return, critic_key, cfg)
-    updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s)
+    if cfg.bc_steps and updates is not None:
+        loss = functools.partial(actor_loss, bc_weight=(updates < cfg.bc_steps).astype(jnp.float32))
+        updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s, loss)
+    else:
+        updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s)
     updated = updated.replace(critic=critic, critic_opt=critic_opt,
                               target_critic=sac.polyak(state.target_critic, critic, s.tau))
     return updated, {**critic_metrics, **actor_metrics}

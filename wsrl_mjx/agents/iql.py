@@ -4,12 +4,22 @@ Same actor and 10-member critic as the online phase, plus a state-value network 
   value:  mean_b L_tau(min_{j in J} Q'_j(s, a) - V(s)),  L_tau(u) = |tau - 1(u < 0)| * u^2
   critic: mean_{i,b} (Q_i(s, a) - (r + discount * mask * V(s')))^2, target Polyak-averaged
   actor:  -mean_b min(exp(beta * (min_{j in J} Q'_j(s, a) - V(s))), 100) * log pi(a|s)   (AWR)
-J: num_min_critics target members drawn at random per batch. `to_sac` hands actor, critic, target and
-their optimizer states to the online phase; the temperature starts fresh there (IQL has none).
+J: num_min_critics target members drawn at random per batch (without replacement).
+
+The policy is IQL's: a Gaussian that is not tanh-squashed, pi(a|s) = N(a; tanh(h(s)), exp(2 sigma)),
+with a state-independent log-std sigma (the reference's std_parameterization="uniform"; the mean is
+tanh'd as in the original IQL code, where the reference leaves it unbounded). It is stored in the SAC
+actor's layout: h is the mean half of the MLP's output, and sigma is the bias of the log-std half,
+whose kernel columns are held at zero. The hand-over (`to_sac`) is therefore the identity on the
+actor: SAC's tanh-Gaussian tanh(N(h(s), exp(2 sigma))) keeps IQL's greedy action tanh(h(s)) exactly
+and its std per pre-tanh dimension; only the shape of the noise changes (squashed, not clipped).
+`to_sac` hands actor, critic, target and their optimizer states to the online phase; the temperature
+starts fresh there (IQL has none).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import flax.struct
@@ -17,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from kernels.distributions import tanh_normal_log_prob
 from kernels.ensemble import ensemble_mlp, init_ensemble_mlp, select_members
 from wsrl_mjx import networks, optim
 from wsrl_mjx.agents import sac
@@ -44,10 +53,19 @@ class IQLState:
     value_opt: optax.OptState
 
 
+def state_independent_std(actor_params, act_dim: int):
+    """The actor with the kernel columns of its log-std outputs zeroed: log_std(s) = their bias, for
+    every s. Applied inside the loss too, so those columns get no gradient and stay zero."""
+    last = dict(actor_params[-1])
+    last['kernel'] = last['kernel'].at[..., act_dim:].set(0.0)
+    return (*actor_params[:-1], last)
+
+
 def init(key: jax.Array, cfg: IQLConfig) -> IQLState:
     sac_key, value_key = jax.random.split(key)
     base = sac.init(sac_key, cfg.sac)
     s = cfg.sac
+    base = base.replace(actor=state_independent_std(base.actor, s.act_dim))
     value = init_ensemble_mlp(value_key, 1, (s.obs_dim, *s.critic_hidden, 1), s.critic_layer_norm,
                               kernel_scale_final=s.kernel_scale_final)
     return IQLState(actor=base.actor, critic=base.critic, target_critic=base.target_critic, value=value,
@@ -84,18 +102,24 @@ def critic_loss(critic_params, value_params, batch, cfg: IQLConfig):
     return loss, {'critic_loss': loss, 'q_mean': q.mean()}
 
 
+def gaussian_log_prob(actor_params, observation, action, cfg: sac.SACConfig) -> jax.Array:
+    """log N(action; tanh(h(s)), exp(2 sigma)) [B], summed over the action's dimensions."""
+    h, log_std = networks.actor_apply(state_independent_std(actor_params, cfg.act_dim), observation,
+                                      cfg.log_std_min, cfg.log_std_max, cfg.dtype)
+    z = (action - jnp.tanh(h)) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * jnp.square(z) - log_std - 0.5 * math.log(2.0 * math.pi), axis=-1)
+
+
 def actor_loss(actor_params, advantage, batch, cfg: IQLConfig):
-    s = cfg.sac
-    mean, log_std = networks.actor_apply(actor_params, batch.observation, s.log_std_min, s.log_std_max, s.dtype)
-    log_prob = tanh_normal_log_prob(mean, log_std, batch.action)
+    log_prob = gaussian_log_prob(actor_params, batch.observation, batch.action, cfg.sac)
     weight = jnp.minimum(jnp.exp(cfg.beta * advantage), MAX_WEIGHT)
     loss = -jnp.mean(jax.lax.stop_gradient(weight) * log_prob)
     return loss, {'actor_loss': loss, 'adv_mean': advantage.mean(), 'log_prob': log_prob.mean()}
 
 
-def update(state: IQLState, batch, mc_return, key, cfg: IQLConfig):
+def update(state: IQLState, batch, mc_return, key, cfg: IQLConfig, updates=None):
     """Value, actor (AWR, with the pre-update value) and critic steps on one batch; Polyak the target."""
-    del mc_return  # IQL does not use it; the signature matches cql.update
+    del mc_return, updates  # IQL uses neither; the signature matches cql.update
     s = cfg.sac
     actor_tx, critic_tx, _ = sac.optimizers(s)
     subset = jax.random.choice(key, s.num_critics, (s.num_min_critics,), replace=False)

@@ -157,11 +157,12 @@ def critic_step(state: SACState, batch, key, cfg: SACConfig):
     return state, metrics
 
 
-def actor_temperature_step(state: SACState, batch, key, cfg: SACConfig):
+def actor_temperature_step(state: SACState, batch, key, cfg: SACConfig, loss: Callable = actor_loss):
+    """One actor step on `loss` (SAC's actor loss unless given: same signature) and one temperature step."""
     actor_tx, _, temperature_tx = optimizers(cfg)
     actor_key, entropy_key = jax.random.split(key)
     alpha = networks.temperature_value(state.temperature)
-    actor, actor_opt, actor_metrics = gradient_step(actor_loss, actor_tx, state.actor, state.actor_opt,
+    actor, actor_opt, actor_metrics = gradient_step(loss, actor_tx, state.actor, state.actor_opt,
                                                     state.critic, alpha, batch, actor_key, cfg)
     # Entropy for the temperature loss: actions sampled at the next observations (as WSRL does).
     _, next_log_prob = sample_action(state.actor, batch.next_observation, entropy_key, cfg)

@@ -69,7 +69,7 @@ def run_chunk(state: PretrainState, data: OfflineData, update: Callable, batch_s
     def body(carry, _):
         key, sample_key, update_key = jax.random.split(carry.key, 3)
         batch, mc_return = sample(data, sample_key, batch_size)
-        agent, metrics = update(carry.agent, batch, mc_return, update_key)
+        agent, metrics = update(carry.agent, batch, mc_return, update_key, updates=carry.updates)
         return carry.replace(agent=agent, key=key, updates=carry.updates + 1), metrics
 
     state, metrics = jax.lax.scan(body, state, None, length=iterations)
