@@ -47,7 +47,9 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
 @pytest.mark.parametrize('args,named', [(['offline', '--buffer_capacity=5000'], '--buffer_capacity'),
                                         (['online', '--buffer_capacity=0'], '--buffer_capacity'),
                                         (['checkpoint', '--rounds=2'], '--rounds'),
-                                        (['offline', '--seeds=2'], '--seeds')])
+                                        (['offline', '--seeds=2'], '--seeds'),
+                                        (['online', '--preset=default'], '--preset'),
+                                        (['offline', '--preset=nope'], '--preset')])
 def test_bench_refuses_flags_its_benchmark_does_not_take(tmp_path, args, named):
     out = tmp_path / 'bench.json'
     result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.bench', *args, f'--out={out}'], cwd=REPO,

@@ -1,5 +1,5 @@
 """Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
-                                        [--seeds N] [--rounds N] [--buffer_capacity N]
+                                        [--seeds N] [--rounds N] [--buffer_capacity N] [--preset P]
 
 `online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
 halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
@@ -11,7 +11,8 @@ halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by defa
   - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context;
 each in `--rounds` interleaved rounds (3 by default), the best round counting. The replay buffers
 (the fused program's and the loop's) hold `--buffer_capacity` transitions, 10k by default.
-`offline` measures pretraining updates/s of CQL, Cal-QL and IQL; `checkpoint` the save time of a full
+`offline` measures pretraining updates/s of CQL, Cal-QL and IQL at the sizes of `--preset` (a
+configs/locomotion.py preset, `paper` by default); `checkpoint` the save time of a full
 1M-transition state and the online phase's slowdown with checkpoints (see each function).
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ _SEEDS = flags.DEFINE_integer('seeds', 1, 'online: seeds vmapped in the fused an
                               allow_override=True)
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'online: timing rounds; each figure is its best round.')
 _BUFFER = flags.DEFINE_integer('buffer_capacity', 10_000, 'online: replay buffer capacity (transitions).')
+_PRESET = flags.DEFINE_string('preset', 'paper', 'offline: the configs/locomotion.py preset whose sizes are timed.')
 
 
 def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
@@ -56,10 +58,10 @@ def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
     return 2 * n**3 * reps / seconds / 1e9
 
 
-def wsrl_config(steps: int, buffer_capacity: int = 10_000):
+def wsrl_config(steps: int, buffer_capacity: int = 10_000, preset: str = 'paper'):
     from configs import locomotion
 
-    cfg = locomotion.get_config('paper')
+    cfg = locomotion.get_config(preset)
     cfg.method = 'scratch'  # the online program alone
     cfg.warmup_steps = 1_000  # uniform actions: a buffer to sample from
     cfg.log_interval = steps
@@ -258,9 +260,10 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int) -> dict:
     return result
 
 
-def offline(steps: int) -> dict:
-    """Pretraining updates/s of CQL, Cal-QL and IQL at WSRL's locomotion sizes (10 critics of 2x256,
-    batch 256, 10 sampled actions), one seed, on a synthetic dataset of 100k halfcheetah-shaped rows
+def offline(steps: int, preset: str = 'paper') -> dict:
+    """Pretraining updates/s of CQL, Cal-QL and IQL at a preset's sizes (`paper`: WSRL's locomotion
+    sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
+    its behaviour-cloning actor term), one seed, on a synthetic dataset of 100k halfcheetah-shaped rows
     (the update's cost does not depend on the data's values)."""
     import jax
     import numpy as np
@@ -276,13 +279,15 @@ def offline(steps: int) -> dict:
         observations=rng.normal(size=(n, 17)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 6)).astype(np.float32),
         rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, 17)).astype(np.float32),
         terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
-    result = device_info()
+    result = {**device_info(), 'preset': preset}
     for algo in ('cql', 'calql', 'iql'):
-        cfg = wsrl_config(steps)
+        cfg = wsrl_config(steps, preset=preset)
         cfg.method = 'wsrl'  # a method that pretrains
         cfg.pretrain.algo = algo
         cfg.pretrain.log_interval = steps
         cfg.pretrain.steps = steps
+        cfg.pretrain.eval_interval = steps
+        cfg.pretrain.bc_steps = min(cfg.pretrain.bc_steps, steps)
         tic = time.perf_counter()
         progs = compile_pretrain_programs(train.pretrain_spec(cfg, 1, n))
         _, agent_key, _, pretrain_key = train.seed_keys(cfg, 1)
@@ -374,6 +379,7 @@ BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
 
 
 def main(argv):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
     if len(argv) != 2 or argv[1] not in BENCHES:
         fail(f'name one benchmark: {", ".join(BENCHES)}')
     steps, seeds = _STEPS.value, _SEEDS.value
@@ -386,9 +392,14 @@ def main(argv):
     for name in ('rounds', 'buffer_capacity'):
         if flags.FLAGS[name].present and argv[1] != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+    if flags.FLAGS['preset'].present and argv[1] != 'offline':
+        fail(f'--preset={_PRESET.value}: only the offline benchmark takes --preset')
+    from configs import locomotion
+
+    if _PRESET.value not in locomotion.PRESETS:
+        fail(f'--preset={_PRESET.value} is unknown: one of {", ".join(locomotion.PRESETS)}')
     result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value) if argv[1] == 'online'
-              else BENCHES[argv[1]](steps))
+              else offline(steps, _PRESET.value) if argv[1] == 'offline' else BENCHES[argv[1]](steps))
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)

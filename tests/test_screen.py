@@ -1,0 +1,46 @@
+"""python -m wsrl_mjx.screen: a pretraining curve alone, and a saved state that another run continues."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import REPO
+
+
+def screen(*args):
+    return subprocess.run([sys.executable, '-m', 'wsrl_mjx.screen', '--config=configs/locomotion.py:smoke',
+                           '--episodes=2', *args], cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def records(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_curve_save_and_continue(smoke_run, tmp_path):
+    # smoke: 40 updates in chunks of 20, evaluated after 40 (the smoke_run fixture made its dataset).
+    first, state = tmp_path / 'first.jsonl', tmp_path / 'state.npz'
+    result = screen(f'--out={first}', f'--save={state}', '--save_at=40')
+    assert result.returncode == 0, result.stderr
+    lines = records(first)
+    assert [r['step'] for r in lines] == [20, 40]
+    assert 'normalized_score' not in lines[0] and len(lines[1]['normalized_score']) == 1
+    assert np.isfinite(lines[1]['normalized_score'][0]) and np.all(np.isfinite(lines[1]['critic_loss']))
+    assert lines[1]['train_s'] >= lines[0]['train_s'] > 0
+
+    # Continuing from the saved state numbers its updates on from 40, and differs from a fresh start.
+    second = tmp_path / 'second.jsonl'
+    result = screen(f'--out={second}', f'--load={state}')
+    assert result.returncode == 0, result.stderr
+    lines_after = records(second)
+    assert [r['step'] for r in lines_after] == [60, 80]
+    assert lines_after[0]['critic_loss'] != lines[0]['critic_loss']
+
+
+def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
+    state = tmp_path / 'state.npz'
+    assert screen(f'--out={tmp_path / "a.jsonl"}', f'--save={state}', '--save_at=40').returncode == 0
+    result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={state}', '--config.agent.critic_hidden=(16,16)')
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith('error: --load=') and 'this config' in lines[0], result.stderr

@@ -1,0 +1,150 @@
+"""Pretraining curves alone:
+
+  python -m wsrl_mjx.screen --out=FILE.jsonl [--config=FILE:PRESET] [--config.<key>=...] [--seeds=N]
+
+Runs only the pretraining phase of a run's config (the same compiled pretraining program as
+`python -m wsrl_mjx.train`, the dataset made or loaded the same way) and evaluates the policy every
+`pretrain.eval_interval` updates on `--episodes` deterministic episodes. It compiles no online
+program, so a recipe is screened in the time its updates take: the tool behind docs/pretraining.md.
+Each line of FILE.jsonl: `step`, `train_s` (seconds of updates so far), the chunk's mean metrics and,
+at evaluations, per-seed `normalized_score` lists (mean over the episodes) and `normalized_score_std`
+over the episodes of each seed.
+
+`--save=FILE.npz --save_at=N` writes the whole pretraining state after N updates; `--load=FILE.npz`
+starts from one (a config with the same shapes; the update counter goes on from the saved one), so
+two recipes can be compared from one shared start.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+
+from absl import flags
+
+from wsrl_mjx import train
+from wsrl_mjx.cli import exit_on_help, fail
+
+# --config (default: the default preset) and --seeds are train's own flags.
+_OUT = flags.DEFINE_string('out', None, 'Write the curve here (JSON lines).')
+_EPISODES = flags.DEFINE_integer('episodes', 10, 'Deterministic episodes per evaluation and seed.')
+_SAVE = flags.DEFINE_string('save', None, 'Write the pretraining state to this .npz file (with --save_at).')
+_SAVE_AT = flags.DEFINE_integer('save_at', None, 'Updates after which --save writes the state.')
+_LOAD = flags.DEFINE_string('load', None, 'Start from the pretraining state in this .npz file.')
+
+
+def _key_leaf(x) -> bool:
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def save_state(path: str, state) -> None:
+    """Every leaf of `state` as one array of an .npz file, typed keys as their key data."""
+    import jax
+    import numpy as np
+
+    leaves = jax.tree.leaves(state)
+    np.savez(path, **{f'leaf{i}': np.asarray(jax.random.key_data(x) if _key_leaf(x) else x)
+                      for i, x in enumerate(leaves)})
+
+
+def load_state(path: str, like):
+    """The state saved by `save_state`, in the tree of `like`; raises ValueError on other shapes."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    leaves, treedef = jax.tree.flatten(like)
+    with np.load(path) as saved:
+        if len(saved.files) != len(leaves):
+            raise ValueError(f'--load={path}: {len(saved.files)} arrays, this config\'s state has {len(leaves)}')
+        loaded = []
+        for i, x in enumerate(leaves):
+            array = saved[f'leaf{i}']
+            value = jax.random.wrap_key_data(jnp.asarray(array)) if _key_leaf(x) else jnp.asarray(array)
+            if value.shape != x.shape or value.dtype != x.dtype:
+                raise ValueError(f'--load={path}: array {i} is {value.dtype}{list(value.shape)}, this config\'s '
+                                 f'state has {x.dtype}{list(x.shape)}')
+            loaded.append(value)
+    return jax.tree.unflatten(treedef, loaded)
+
+
+def main(argv: list[str]) -> None:
+    exit_on_help(argv, __doc__)
+    from wsrl_mjx.config import ConfigError, sac_config, validate
+
+    try:
+        flags.FLAGS(argv)
+        cfg = train._CONFIG.value
+        validate(cfg)
+    except flags.Error as e:
+        fail(str(e).splitlines()[-1].strip())
+    except ConfigError as e:
+        fail(str(e))
+    if not _OUT.value:
+        fail('--out is required: the JSON-lines file of the curve')
+    if train._SEEDS.value < 1 or _EPISODES.value < 1:
+        fail('--seeds and --episodes must be positive integers')
+    if (_SAVE.value is None) != (_SAVE_AT.value is None):
+        fail('--save and --save_at go together')
+    spec = train.pretrain_spec(cfg, train._SEEDS.value, 1)
+    if spec is None:
+        fail(f'config.method={cfg.method} does not pretrain')
+
+    import jax
+    import numpy as np
+
+    from wsrl_mjx.envs import make_env, normalized_score
+    from wsrl_mjx.pipeline import evaluate, offline
+    from wsrl_mjx.pipeline.programs import compile_pretrain_programs
+
+    train.enable_compilation_cache()
+    try:
+        dataset = train.load_dataset(cfg, quiet=True)
+    except train.UsageError as e:
+        fail(str(e))
+    seeds, p = train._SEEDS.value, cfg.pretrain
+    env = make_env(cfg.env, cfg.episode_length)
+    agent = sac_config(cfg, env.observation_size, env.action_size)
+    tic = time.perf_counter()
+    progs = compile_pretrain_programs(train.pretrain_spec(cfg, seeds, len(dataset)))
+    evaluate_fn = jax.jit(jax.vmap(functools.partial(evaluate.evaluate, env=env, cfg=agent, episodes=_EPISODES.value)))
+    _, agent_key, eval_key, pretrain_key = train.seed_keys(cfg, seeds)
+    state = progs.init(pretrain_key, progs.init_agent(agent_key))
+    if _LOAD.value:
+        try:
+            state = load_state(_LOAD.value, state)
+        except (OSError, ValueError, KeyError) as e:
+            fail(str(e) if isinstance(e, ValueError) else f'--load={_LOAD.value}: {e}')
+    data = offline.from_dataset(dataset, cfg.agent.discount, p.reward_scale, p.reward_bias,
+                                sharding=progs.data_sharding)
+    jax.block_until_ready(evaluate_fn(state.agent.actor, eval_key))
+    print(f'compiled in {time.perf_counter() - tic:.0f} s', flush=True)
+    start = int(np.asarray(state.updates).reshape(-1)[0])
+    seconds = 0.0
+    with open(_OUT.value, 'w') as out:
+        for chunk in range(1, p.steps // p.log_interval + 1):
+            tic = time.perf_counter()
+            state, metrics = progs.train(state, data)
+            jax.block_until_ready(state)
+            seconds += time.perf_counter() - tic
+            step = start + chunk * p.log_interval
+            record = {'step': step, 'train_s': round(seconds, 2),
+                      **{k: np.asarray(v).tolist() for k, v in metrics.items()}}
+            if (chunk * p.log_interval) % p.eval_interval == 0:
+                eval_key = jax.vmap(lambda k: jax.random.fold_in(k, step))(eval_key)
+                scores = np.asarray(normalized_score(cfg.env, np.asarray(evaluate_fn(state.agent.actor, eval_key))))
+                record['normalized_score'] = scores.mean(axis=1).tolist()
+                record['normalized_score_std'] = scores.std(axis=1).tolist()
+                print(f"{step} updates ({seconds:.0f} s): score {np.mean(record['normalized_score']):.1f}", flush=True)
+            out.write(json.dumps(record) + '\n')
+            out.flush()
+            if _SAVE.value and step == _SAVE_AT.value:
+                save_state(_SAVE.value, state)
+
+
+if __name__ == '__main__':
+    main(sys.argv)
