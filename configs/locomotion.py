@@ -1,7 +1,7 @@
 """Locomotion presets: `python -m wsrl_mjx.train --config=configs/locomotion.py:<preset>`.
 
-  default  WSRL end to end on the embedded halfcheetah-medium dataset at CPU scale (2x64 networks, 10k IQL
-           updates, 5k warmup + 10k online steps): about 20 min on 2 CPU cores
+  default  WSRL end to end on the embedded halfcheetah-medium dataset at CPU scale (2x64 networks, 20k CQL
+           updates with a behaviour-cloned actor, 5k warmup + 25k online steps): under 20 min on 2 CPU cores
   smoke    every phase of a run with tiny sizes (tests, checks): seconds of running after 3-4 min of
            compiling the MJX programs on 2 cores
   sac      standard online SAC from scratch: 2 critics, UTD 1, entropy backup, 100k steps (the run
@@ -16,24 +16,28 @@ def default():
     # WSRL end to end on the embedded halfcheetah-medium at CPU scale: WSRL's online algorithm and
     # constants (10 critics, 2 of them in the target, UTD 4, 5k policy warmup, no offline data online)
     # with 2x64 networks and short phases, so that the whole run fits ~20 minutes on 2 CPU cores.
-    # Pretraining is IQL: a CQL update evaluates the critics on 31 actions per sample and ran at 6.6
-    # updates/s here (4k updates left a policy scoring -1); IQL runs at ~135 updates/s.
+    # Pretraining is CQL on the 10-critic ensemble (WSRL's locomotion algorithm) for 20k updates, its
+    # actor cloning the data all the while (bc_steps = steps: the original CQL code's policy_eval_start,
+    # at 3x WSRL's actor lr). At this scale the SAC actor step of CQL ran the policy off the data within
+    # 5k updates, from scratch and from a cloned start alike (docs/pretraining.md).
     c = base_config()
     c.name = 'default'
     c.dataset = 'halfcheetah-medium'
     c.dataset_size = 100_000
     c.agent.critic_hidden = (64, 64)
     c.agent.actor_hidden = (64, 64)
-    c.pretrain.algo = 'iql'
-    c.pretrain.steps = 10_000
+    c.pretrain.algo = 'cql'
+    c.pretrain.steps = 20_000
+    c.pretrain.bc_steps = 20_000
+    c.pretrain.actor_lr = 3e-4
     c.pretrain.log_interval = 1_000
     c.pretrain.eval_interval = 5_000
-    c.online_steps = 15_000
+    c.online_steps = 30_000
     c.warmup_steps = 5_000
-    c.buffer_capacity = 15_000
+    c.buffer_capacity = 30_000
     c.log_interval = 500
     c.eval_interval = 2_500
-    c.eval_episodes = 5
+    c.eval_episodes = 10
     c.checkpoint_interval = 2_500
     return c
 
