@@ -42,5 +42,7 @@ def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
     assert screen(f'--out={tmp_path / "a.jsonl"}', f'--save={state}', '--save_at=40').returncode == 0
     result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={state}', '--config.agent.critic_hidden=(16,16)')
     assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # Loading the env's model prints MuJoCo's deprecation warning for brax's XML first (the host-side
+    # issue covers silencing it); the error itself is one line.
+    lines = [line for line in result.stderr.splitlines() if line.strip() and 'settotalmass' not in line]
     assert len(lines) == 1 and lines[0].startswith('error: --load=') and 'this config' in lines[0], result.stderr
