@@ -26,7 +26,7 @@ from absl import flags
 from wsrl_mjx import train
 from wsrl_mjx.cli import exit_on_help, fail
 
-# --config (default: the default preset) and --seeds are train's own flags.
+# --config (default: the default preset) and --seeds are train's own flags, parsed by train.parse_args.
 _OUT = flags.DEFINE_string('out', None, 'Write the curve here (JSON lines).')
 _EPISODES = flags.DEFINE_integer('episodes', 10, 'Deterministic episodes per evaluation and seed.')
 _SAVE = flags.DEFINE_string('save', None, 'Write the pretraining state to this .npz file (with --save_at).')
@@ -74,24 +74,19 @@ def load_state(path: str, like):
 
 def main(argv: list[str]) -> None:
     exit_on_help(argv, __doc__)
-    from wsrl_mjx.config import ConfigError, sac_config, validate
+    from wsrl_mjx.config import method, sac_config
 
     try:
-        flags.FLAGS(argv)
-        cfg = train._CONFIG.value
-        validate(cfg)
-    except flags.Error as e:
-        fail(str(e).splitlines()[-1].strip())
-    except ConfigError as e:
+        cfg, seeds, _, _ = train.parse_args(argv)  # the same flags, validation and error lines as train's
+    except train.UsageError as e:
         fail(str(e))
     if not _OUT.value:
         fail('--out is required: the JSON-lines file of the curve')
-    if train._SEEDS.value < 1 or _EPISODES.value < 1:
-        fail('--seeds and --episodes must be positive integers')
+    if _EPISODES.value < 1:
+        fail(f'--episodes={_EPISODES.value} is not allowed: a positive integer')
     if (_SAVE.value is None) != (_SAVE_AT.value is None):
         fail('--save and --save_at go together')
-    spec = train.pretrain_spec(cfg, train._SEEDS.value, 1)
-    if spec is None:
+    if method(cfg).pretrain is None:
         fail(f'config.method={cfg.method} does not pretrain')
 
     import jax
@@ -106,7 +101,7 @@ def main(argv: list[str]) -> None:
         dataset = train.load_dataset(cfg, quiet=True)
     except train.UsageError as e:
         fail(str(e))
-    seeds, p = train._SEEDS.value, cfg.pretrain
+    p = cfg.pretrain
     env = make_env(cfg.env, cfg.episode_length)
     agent = sac_config(cfg, env.observation_size, env.action_size)
     tic = time.perf_counter()
