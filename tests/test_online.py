@@ -65,6 +65,8 @@ def test_result_table_puts_the_dataset_beside_the_scores():
     assert lines[1].split()[-1] == '42.6' and 'dataset' in lines[1]
     assert lines[2].split()[-3:] == ['41.0', '+-', '1.0'] and 'offline' in lines[2]
     assert lines[4].split()[-3:] == ['52.0', '+-', '2.0'] and '15000' in lines[4]
+    assert 'after warmup' in lines[3]
+    assert 'no warmup' in train.result_table({**summary, 'warmup_steps': 0}).splitlines()[3]
 
 
 def test_registry_sizes_match_the_loaded_model(smoke_run):

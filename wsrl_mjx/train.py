@@ -281,6 +281,9 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     checkpointer = Checkpointer(run_dir, max_to_keep=cfg.checkpoint_keep) if cfg.checkpoint_interval else None
 
     tic = time.perf_counter()
+    if lead and not quiet:  # XLA prints nothing while it works, and a first run's compile takes minutes
+        print('compiling the run\'s programs (1-5 minutes on a 2-core CPU the first time; cached on disk '
+              'for later runs) ...', flush=True)
     spec = program_spec(cfg, seeds, rows)
     progs = compile_online_programs(spec)
     pspec = pretrain_spec(cfg, seeds, rows)
@@ -502,6 +505,7 @@ def _purge_step(host: dict, cfg) -> int | None:
 def _summary(cfg, seeds: int, history: list, wall: dict, dataset=None) -> dict:
     import numpy as np
 
+    from wsrl_mjx.config import warmup_steps
     from wsrl_mjx.data.dataset import summarize
 
     def scores(phase):
@@ -517,6 +521,7 @@ def _summary(cfg, seeds: int, history: list, wall: dict, dataset=None) -> dict:
         'return': list(history[-1]['return']),
         'normalized_score_offline': scores('pretrain'),
         'normalized_score_after_warmup': scores('warmup'),
+        'warmup_steps': warmup_steps(cfg),
         # The behaviour the offline data came from: mean over the dataset's finished episodes.
         'dataset_normalized_score': (summarize(dataset, cfg.env).get('normalized_score_mean')
                                      if dataset is not None else None),
@@ -617,9 +622,11 @@ def result_table(summary: dict) -> str:
     dataset_score = summary.get('dataset_normalized_score')
     rows = [('dataset (its episodes)', None if dataset_score is None else [dataset_score]),
             ('offline (end of pretraining)', summary['normalized_score_offline']),
-            ('after warmup', summary['normalized_score_after_warmup']),
+            ('after warmup' if summary.get('warmup_steps', 1) else 'start of fine-tuning (no warmup)',
+             summary['normalized_score_after_warmup']),
             (f"final ({summary['online_steps']} online steps)", summary['normalized_score'])]
-    title = f"{summary['method']} on {summary['env']}, {len(summary['seeds'])} seed(s): D4RL-normalised score"
+    seeds = len(summary['seeds'])
+    title = f"{summary['method']} on {summary['env']}, {seeds} seed{'s' if seeds > 1 else ''}: D4RL-normalised score"
     width = max(len(name) for name, _ in rows)
     return '\n'.join([title] + [f'  {name:<{width}}  {cell(scores)}' for name, scores in rows])
 
