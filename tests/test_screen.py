@@ -46,3 +46,14 @@ def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
     # issue covers silencing it); the error itself is one line.
     lines = [line for line in result.stderr.splitlines() if line.strip() and 'settotalmass' not in line]
     assert len(lines) == 1 and lines[0].startswith('error: --load=') and 'this config' in lines[0], result.stderr
+
+
+def test_bad_input_is_one_error_line(tmp_path):
+    for args, named in (([], '--out'), ([f'--out={tmp_path / "c.jsonl"}', '--config.pretrain.bc_steps=-1'],
+                                        'config.pretrain.bc_steps'),
+                        ([f'--out={tmp_path / "c.jsonl"}', '--config.method=rlpd'], 'does not pretrain')):
+        result = screen(*args)
+        assert result.returncode == 2, result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith('error: ') and named in lines[0], result.stderr
+    assert not (tmp_path / 'c.jsonl').exists()
