@@ -19,7 +19,7 @@ def records(path):
 
 def test_curve_save_and_continue(smoke_run, tmp_path):
     # smoke: 40 updates in chunks of 20, evaluated after 40 (the smoke_run fixture made its dataset).
-    first, state = tmp_path / 'first.jsonl', tmp_path / 'state.npz'
+    first, state = tmp_path / 'first.jsonl', tmp_path / 'state'
     result = screen(f'--out={first}', f'--save={state}', '--save_at=40')
     assert result.returncode == 0, result.stderr
     lines = records(first)
@@ -38,14 +38,17 @@ def test_curve_save_and_continue(smoke_run, tmp_path):
 
 
 def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
-    state = tmp_path / 'state.npz'
+    state = tmp_path / 'state'
     assert screen(f'--out={tmp_path / "a.jsonl"}', f'--save={state}', '--save_at=40').returncode == 0
     result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={state}', '--config.agent.critic_hidden=(16,16)')
     assert result.returncode == 2
     # Loading the env's model prints MuJoCo's deprecation warning for brax's XML first (the host-side
     # issue covers silencing it); the error itself is one line.
     lines = [line for line in result.stderr.splitlines() if line.strip() and 'settotalmass' not in line]
-    assert len(lines) == 1 and lines[0].startswith('error: --load=') and 'this config' in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith('error: --load=') and "this run's state" in lines[0], result.stderr
+    result = screen(f'--out={tmp_path / "c.jsonl"}', f'--load={tmp_path / "nothing"}')
+    assert result.returncode == 2 and 'no checkpoints/' in result.stderr.splitlines()[-1], result.stderr
+    assert not (tmp_path / 'nothing').exists() and not (tmp_path / 'c.jsonl').exists()
 
 
 def test_bad_input_is_one_error_line(tmp_path):

@@ -10,14 +10,16 @@ Each line of FILE.jsonl: `step`, `train_s` (seconds of updates so far), the chun
 at evaluations, per-seed `normalized_score` lists (mean over the episodes) and `normalized_score_std`
 over the episodes of each seed.
 
-`--save=FILE.npz --save_at=N` writes the whole pretraining state after N updates; `--load=FILE.npz`
-starts from one (a config with the same shapes; the update counter goes on from the saved one), so
-two recipes can be compared from one shared start.
+`--save=DIR --save_at=N` writes the whole pretraining state after N updates as a run's checkpoint
+(wsrl_mjx.checkpoint, under DIR/checkpoints); `--load=DIR` starts from the newest one there (a config
+with the same shapes; the update counter goes on from the saved one), so two recipes can be compared
+from one shared start.
 """
 from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 
@@ -29,52 +31,14 @@ from wsrl_mjx.cli import exit_on_help, fail
 # --config (default: the default preset) and --seeds are train's own flags, parsed by train.parse_args.
 _OUT = flags.DEFINE_string('out', None, 'Write the curve here (JSON lines).')
 _EPISODES = flags.DEFINE_integer('episodes', 10, 'Deterministic episodes per evaluation and seed.')
-_SAVE = flags.DEFINE_string('save', None, 'Write the pretraining state to this .npz file (with --save_at).')
+_SAVE = flags.DEFINE_string('save', None, 'Checkpoint the pretraining state into this directory (with --save_at).')
 _SAVE_AT = flags.DEFINE_integer('save_at', None, 'Updates after which --save writes the state.')
-_LOAD = flags.DEFINE_string('load', None, 'Start from the pretraining state in this .npz file.')
-
-
-def _key_leaf(x) -> bool:
-    import jax
-    import jax.numpy as jnp
-
-    return jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def save_state(path: str, state) -> None:
-    """Every leaf of `state` as one array of an .npz file, typed keys as their key data."""
-    import jax
-    import numpy as np
-
-    leaves = jax.tree.leaves(state)
-    np.savez(path, **{f'leaf{i}': np.asarray(jax.random.key_data(x) if _key_leaf(x) else x)
-                      for i, x in enumerate(leaves)})
-
-
-def load_state(path: str, like):
-    """The state saved by `save_state`, in the tree of `like`; raises ValueError on other shapes."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    leaves, treedef = jax.tree.flatten(like)
-    with np.load(path) as saved:
-        if len(saved.files) != len(leaves):
-            raise ValueError(f'--load={path}: {len(saved.files)} arrays, this config\'s state has {len(leaves)}')
-        loaded = []
-        for i, x in enumerate(leaves):
-            array = saved[f'leaf{i}']
-            value = jax.random.wrap_key_data(jnp.asarray(array)) if _key_leaf(x) else jnp.asarray(array)
-            if value.shape != x.shape or value.dtype != x.dtype:
-                raise ValueError(f'--load={path}: array {i} is {value.dtype}{list(value.shape)}, this config\'s '
-                                 f'state has {x.dtype}{list(x.shape)}')
-            loaded.append(value)
-    return jax.tree.unflatten(treedef, loaded)
+_LOAD = flags.DEFINE_string('load', None, 'Start from the newest pretraining state checkpointed in this directory.')
 
 
 def main(argv: list[str]) -> None:
     exit_on_help(argv, __doc__)
-    from wsrl_mjx.config import method, sac_config
+    from wsrl_mjx.config import method
 
     try:
         cfg, seeds, _, _ = train.parse_args(argv)  # the same flags, validation and error lines as train's
@@ -92,6 +56,7 @@ def main(argv: list[str]) -> None:
     import jax
     import numpy as np
 
+    from wsrl_mjx.checkpoint import Checkpointer, CheckpointMismatch
     from wsrl_mjx.envs import make_env, normalized_score
     from wsrl_mjx.pipeline import evaluate, offline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
@@ -102,18 +67,26 @@ def main(argv: list[str]) -> None:
     except train.UsageError as e:
         fail(str(e))
     p = cfg.pretrain
+    spec = train.pretrain_spec(cfg, seeds, len(dataset))
     env = make_env(cfg.env, cfg.episode_length)
-    agent = sac_config(cfg, env.observation_size, env.action_size)
     tic = time.perf_counter()
-    progs = compile_pretrain_programs(train.pretrain_spec(cfg, seeds, len(dataset)))
-    evaluate_fn = jax.jit(jax.vmap(functools.partial(evaluate.evaluate, env=env, cfg=agent, episodes=_EPISODES.value)))
+    progs = compile_pretrain_programs(spec)
+    evaluate_fn = jax.jit(jax.vmap(functools.partial(evaluate.evaluate, env=env, cfg=spec.algo_cfg.sac,
+                                                     episodes=_EPISODES.value)))
     _, agent_key, eval_key, pretrain_key = train.seed_keys(cfg, seeds)
     state = progs.init(pretrain_key, progs.init_agent(agent_key))
     if _LOAD.value:
+        if not os.path.isdir(os.path.join(_LOAD.value, 'checkpoints')):
+            fail(f'--load={_LOAD.value}: no checkpoints/ directory there (written by --save)')
+        checkpoints = Checkpointer(_LOAD.value)
+        step = checkpoints.latest_step()
+        if step is None:
+            fail(f'--load={_LOAD.value}: no checkpoint in {checkpoints.directory}')
         try:
-            state = load_state(_LOAD.value, state)
-        except (OSError, ValueError, KeyError) as e:
-            fail(str(e) if isinstance(e, ValueError) else f'--load={_LOAD.value}: {e}')
+            state, _ = checkpoints.restore(step, state)
+        except CheckpointMismatch as e:
+            fail(f'--load={_LOAD.value}: {e}')
+        checkpoints.close()
     data = offline.from_dataset(dataset, cfg.agent.discount, p.reward_scale, p.reward_bias,
                                 sharding=progs.data_sharding)
     jax.block_until_ready(evaluate_fn(state.agent.actor, eval_key))
@@ -138,7 +111,9 @@ def main(argv: list[str]) -> None:
             out.write(json.dumps(record) + '\n')
             out.flush()
             if _SAVE.value and step == _SAVE_AT.value:
-                save_state(_SAVE.value, state)
+                saver = Checkpointer(_SAVE.value, asynchronous=False)
+                saver.save(step, state, {'step': step})
+                saver.close()
 
 
 if __name__ == '__main__':
