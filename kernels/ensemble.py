@@ -115,8 +115,8 @@ def ensemble_mlp(params, x: jax.Array, matmul_dtype=jnp.float32) -> jax.Array:
             # A shared input goes to every member as its own copy, so the product comes out member-major
             # [M, B, d_out] like every later activation. As one [B, d_in] x [d_in, M * d_out] matmul it
             # would come out [B, M, d_out], and XLA:CPU then moves that layer's activations and gradients
-            # between the two layouts, which cost a third of the ensemble update (README, "The online
-            # learner"); the copy of the input costs M * B * d_in floats of the smallest layer.
+            # between the two layouts, which cost a third of the ensemble update (docs/performance.md,
+            # "The online learner"); the copy of the input costs M * B * d_in floats of the smallest layer.
             lhs = jnp.broadcast_to(lhs, (members, *lhs.shape[-2:]))
             x = jnp.einsum('mbi,mio->mbo', lhs, kernel, preferred_element_type=jnp.float32)
         x = x + layer['bias'][:, None, :]

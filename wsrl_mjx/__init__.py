@@ -15,7 +15,7 @@ def _cpu_code_without_fma() -> None:
     same results bit for bit on any device layout (tests/test_parallel.py). XLA reads the flag once,
     when its CPU backend starts, and not per program: so it is set here, on import, before the
     entry points use JAX. GPU programs and other processors are not affected. The fused online program
-    measured no slower with it (README, "The online learner").
+    measured no slower with it (docs/performance.md, "The online learner").
     """
     flags = os.environ.get('XLA_FLAGS', '')
     if platform.machine().lower() in ('x86_64', 'amd64') and '--xla_cpu_max_isa' not in flags:

@@ -61,8 +61,8 @@ def compiler_options() -> dict[str, str]:
     one-device program and the partitioned one: one [9, 46] x [46, 9] product of MJX's constraint
     solver went to YNNPACK on two devices and not on one, was summed in another order, and the
     simulation drifted apart from the first contact on. With them off, the MJX programs give the same
-    results on any device count, and the fused online program measured no slower (README, "The online
-    learner"). FMA contraction, the other rounding that depends on fusion, is off by an XLA flag that
+    results on any device count, and the fused online program measured no slower (docs/performance.md,
+    "The online learner"). FMA contraction, the other rounding that depends on fusion, is off by an XLA flag that
     XLA takes only from the environment (wsrl_mjx/__init__.py).
     """
     return {'xla_cpu_experimental_ynn_fusion_type': ''} if jax.default_backend() == 'cpu' else {}
