@@ -18,6 +18,7 @@ CASES = [
     (['--config.dataset=hopper-medium'], 'config.dataset'),  # another env's dataset
     (['--config.dataset=README.md'], 'config.dataset'),
     (['--config.dataset=/nonexistent/d4rl.hdf5'], '/nonexistent/d4rl.hdf5'),
+    (['--config.env=ant', '--config.dataset=ant-medium'], 'ant-random'),  # no shipped ant policy to make it
 ]
 
 
@@ -48,8 +49,11 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
                                         (['online', '--buffer_capacity=0'], '--buffer_capacity'),
                                         (['checkpoint', '--rounds=2'], '--rounds'),
                                         (['offline', '--seeds=2'], '--seeds'),
-                                        (['online', '--preset=default'], '--preset'),
-                                        (['offline', '--preset=nope'], '--preset')])
+                                        (['checkpoint', '--config=configs/locomotion.py:default'], '--config'),
+                                        (['offline', '--config=configs/locomotion.py:nope'], 'nope'),
+                                        (['online', '--config.agent.critic_hidden=(0,)'], 'config.agent.critic_hidden'),
+                                        (['online', '--run_dir=x'], '--run_dir'),
+                                        (['nope'], 'name one benchmark')])
 def test_bench_refuses_flags_its_benchmark_does_not_take(tmp_path, args, named):
     out = tmp_path / 'bench.json'
     result = subprocess.run([sys.executable, '-m', 'wsrl_mjx.bench', *args, f'--out={out}'], cwd=REPO,

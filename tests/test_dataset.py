@@ -107,7 +107,20 @@ def corrupt(tmp_path, kind):
     arrays = {k: getattr(data, k) for k in ('observations', 'actions', 'rewards', 'terminals', 'timeouts',
                                             'next_observations')}
     named = {'nan': 'rewards', 'rows': 'actions', 'missing': 'terminals', 'dtype': 'observations',
-             'obs_size': 'observations', 'truncated': 'HDF5'}[kind]
+             'obs_size': 'observations', 'truncated': 'HDF5', 'terminals_2d': 'terminals',
+             'obs_1d': 'observations', 'metadata': 'metadata', 'scalar': 'rewards', 'minari_not_group': 'episode_0',
+             'minari_name': 'episode_x', 'minari_rows': 'episode_0/actions'}[kind]
+    if kind.startswith('minari'):
+        with h5py.File(path, 'w') as f:
+            if kind == 'minari_not_group':
+                f.create_dataset('episode_0', data=np.zeros(3))
+            else:
+                episode = f.create_group('episode_x' if kind == 'minari_name' else 'episode_0')
+                episode.create_dataset('observations', data=np.zeros((4, OBS), np.float32))
+                episode.create_dataset('actions', data=np.zeros((3 if kind == 'minari_name' else 2, ACT), np.float32))
+                for name in ('rewards', 'terminations', 'truncations'):
+                    episode.create_dataset(name, data=np.zeros(3))
+        return path, named
     if kind == 'nan':
         arrays['rewards'][2] = np.nan
     elif kind == 'rows':
@@ -119,9 +132,20 @@ def corrupt(tmp_path, kind):
     elif kind == 'obs_size':
         arrays['observations'] = arrays['observations'][:, :11]
         arrays['next_observations'] = arrays['next_observations'][:, :11]
+    elif kind == 'terminals_2d':  # without next_observations: rebuilt from the episode ends
+        arrays['terminals'] = np.stack([arrays['terminals']] * 2, axis=1)
+        del arrays['next_observations']
+    elif kind == 'obs_1d':
+        arrays['observations'] = arrays['observations'][:, 0]
+        del arrays['next_observations']
+    elif kind == 'scalar':
+        arrays['rewards'] = np.float32(1.0)
     with h5py.File(path, 'w') as f:
         for k, v in arrays.items():
             f.create_dataset(k, data=v)
+        if kind == 'metadata':
+            f.attrs['metadata'] = '{not json'
+
     if kind == 'truncated':
         size = len(open(path, 'rb').read())
         with open(path, 'r+b') as f:
@@ -129,7 +153,9 @@ def corrupt(tmp_path, kind):
     return path, named
 
 
-@pytest.mark.parametrize('kind', ['empty', 'text', 'truncated', 'nan', 'rows', 'missing', 'dtype', 'obs_size'])
+@pytest.mark.parametrize('kind', ['empty', 'text', 'truncated', 'nan', 'rows', 'missing', 'dtype', 'obs_size',
+                                  'terminals_2d', 'obs_1d', 'metadata', 'scalar', 'minari_not_group',
+                                  'minari_name', 'minari_rows'])
 def test_malformed_files_are_refused_naming_file_and_field(tmp_path, kind):
     path, named = corrupt(tmp_path, kind)
     with pytest.raises(DatasetError) as info:
@@ -200,3 +226,17 @@ def test_envs_for_splits_into_whole_episodes(steps, bound, envs):
     from wsrl_mjx.collect import envs_for
 
     assert envs_for(steps, bound) == envs
+
+
+def test_per_step_fields_stored_as_columns_are_read(tmp_path):
+    """[rows, 1] rewards, terminals and timeouts (a shape some converters write) read as [rows]."""
+    data = episodes_dataset([5, 3], [False, True], [True, False], np.random.default_rng(0))
+    path = str(tmp_path / 'columns.hdf5')
+    with h5py.File(path, 'w') as f:
+        for k in ('observations', 'actions', 'next_observations'):
+            f.create_dataset(k, data=getattr(data, k))
+        for k in ('rewards', 'terminals', 'timeouts'):
+            f.create_dataset(k, data=getattr(data, k)[:, None])
+    loaded = load(path, OBS, ACT)
+    for k in ('rewards', 'terminals', 'timeouts'):
+        np.testing.assert_array_equal(getattr(loaded, k), getattr(data, k))

@@ -1,5 +1,6 @@
 """The smoke run (random-policy dataset -> CQL pretraining -> policy warmup -> ensemble SAC, 2 seeds):
 the fused programs, the phase change, reproducibility and the run directory."""
+import copy
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ from kernels.replay import replay_get
 from test_sac import OBS, config
 from wsrl_mjx import parallel, train
 from wsrl_mjx.agents import sac
+from wsrl_mjx.config import schedule
 from wsrl_mjx.envs.wrappers import StepInfo, Transition
 from wsrl_mjx.pipeline import offline, online
 from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
@@ -80,10 +82,16 @@ def test_registry_sizes_match_the_loaded_model(smoke_run):
     assert (env.observation_size, env.action_size) == (spec.obs_dim, spec.act_dim)
 
 
-def test_each_program_traced_once(smoke_run):
-    # Two pretraining chunks and three training chunks ran; a retrace would mean a recompile.
-    assert offline.TRACES['pretrain'] == 1
-    assert online.TRACES['train'] == 1 and online.TRACES['warmup'] == 1
+def test_runs_of_other_lengths_share_the_compiled_programs(smoke_run):
+    # Of the schedule only the iterations per program call shape a program: a longer run, evaluated
+    # less often, gets the very programs the smoke run compiled (no second compilation).
+    cfg, _, _, _, dataset = smoke_run
+    longer = copy.deepcopy(cfg)
+    longer.online_steps += 10 * cfg.log_interval
+    longer.eval_interval *= 2
+    assert schedule(longer) != schedule(cfg)
+    assert (compile_online_programs(train.program_spec(longer, 2, len(dataset)))
+            is compile_online_programs(train.program_spec(cfg, 2, len(dataset))))
 
 
 def test_buffer_holds_every_online_transition_and_no_offline_data(smoke_run):
@@ -178,6 +186,8 @@ def test_collect_reproduces_the_generated_dataset(smoke_run):
     assert not np.allclose(other.observations, dataset.observations)
 
 
+@pytest.mark.skipif(jax.default_backend() != 'cpu' or platform.machine().lower() not in ('x86_64', 'amd64'),
+                    reason="XLA:CPU's default dot kernels on x86-64")
 def test_cpu_programs_compile_without_ynnpack_dot_fusions():
     # parallel.compiler_options keeps every dot on XLA's own kernels, which round alike on any device
     # layout; with XLA's defaults this CPU hands the ensemble's batched matmul to YNNPACK.

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 
 from conftest import REPO
+from wsrl_mjx import train
 
 
 def screen(*args):
@@ -27,6 +28,11 @@ def test_curve_save_and_continue(smoke_run, tmp_path):
     assert 'normalized_score' not in lines[0] and len(lines[1]['normalized_score']) == 1
     assert np.isfinite(lines[1]['normalized_score'][0]) and np.all(np.isfinite(lines[1]['critic_loss']))
     assert lines[1]['train_s'] >= lines[0]['train_s'] > 0
+    # Saved as a run saves its pretrained agent: a run of the smoke config may start from it.
+    cfg = smoke_run[0]
+    saved = train.read_pretrained(str(state), cfg, 1)
+    assert saved['step'] == 40 and [r['step'] for r in saved['records']] == [20, 40, 40]
+    assert saved['records'][-1]['normalized_score'] == lines[1]['normalized_score']
 
     # Continuing from the saved state numbers its updates on from 40, and differs from a fresh start.
     second = tmp_path / 'second.jsonl'
@@ -42,19 +48,20 @@ def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
     assert screen(f'--out={tmp_path / "a.jsonl"}', f'--save={state}', '--save_at=40').returncode == 0
     result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={state}', '--config.agent.critic_hidden=(16,16)')
     assert result.returncode == 2
-    # Loading the env's model prints MuJoCo's deprecation warning for brax's XML first (the host-side
-    # issue covers silencing it); the error itself is one line.
-    lines = [line for line in result.stderr.splitlines() if line.strip() and 'settotalmass' not in line]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error: --load=') and "this run's state" in lines[0], result.stderr
     result = screen(f'--out={tmp_path / "c.jsonl"}', f'--load={tmp_path / "nothing"}')
-    assert result.returncode == 2 and 'no checkpoints/' in result.stderr.splitlines()[-1], result.stderr
+    assert result.returncode == 2 and 'no pretrained/' in result.stderr.splitlines()[-1], result.stderr
     assert not (tmp_path / 'nothing').exists() and not (tmp_path / 'c.jsonl').exists()
 
 
 def test_bad_input_is_one_error_line(tmp_path):
     for args, named in (([], '--out'), ([f'--out={tmp_path / "c.jsonl"}', '--config.pretrain.bc_steps=-1'],
                                         'config.pretrain.bc_steps'),
-                        ([f'--out={tmp_path / "c.jsonl"}', '--config.method=rlpd'], 'does not pretrain')):
+                        ([f'--out={tmp_path / "c.jsonl"}', '--config.method=rlpd'], 'does not pretrain'),
+                        ([f'--out={tmp_path / "c.jsonl"}', f'--save={tmp_path}', '--save_at=40', f'--load={tmp_path}'],
+                         '--save with --load'),
+                        ([f'--out={tmp_path / "c.jsonl"}', f'--save={tmp_path}', '--save_at=30'], '--save_at=30')):
         result = screen(*args)
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -1,19 +1,25 @@
 """Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
-                                        [--seeds N] [--rounds N] [--buffer_capacity N] [--preset P]
+                 [--config=configs/locomotion.py:<preset>] [--config.<key>=...] [--seeds N] [--rounds N]
+                 [--buffer_capacity N]
 
-`online` measures, on WSRL's locomotion configuration (10 critics, UTD 4, 2x256, batch 256,
-halfcheetah, one env per seed; `--seeds` seeds vmapped in one program, 1 by default):
+`online` and `offline` time the sizes of a config: `--config` and `--config.<key>` flags as for
+`python -m wsrl_mjx.train`, WSRL's locomotion configuration (the `paper` preset: 10 critics, UTD 4,
+2x256, batch 256, halfcheetah) when no --config is given; `--config=configs/locomotion.py:default`
+times the CPU default's 2x64. `online` measures, one env per seed and `--seeds` seeds vmapped in one
+program (1 by default):
   - the fused online program (act -> MJX step -> buffer insert -> updates, one lax.scan per chunk);
   - the same updates alone (a lax.scan of sac.update on a fixed batch: no env, no buffer);
   - the reference implementation's way of driving it: a Python loop over single steps of native MuJoCo
-    (gymnasium HalfCheetah-v5), a numpy ring buffer and one jitted update call per step (one seed; with
+    (gymnasium's HalfCheetah-v5, Hopper-v5 or Walker2d-v5; none for ant, whose gymnasium observation
+    differs from brax's), a numpy ring buffer and one jitted update call per step (one seed; with
     `--seeds=N` the speedup is over N such loops run one after another);
   - this machine's fp32 matmul rate (1024^3), for the update's arithmetic rate in context;
-each in `--rounds` interleaved rounds (3 by default), the best round counting. The replay buffers
-(the fused program's and the loop's) hold `--buffer_capacity` transitions, 10k by default.
-`offline` measures pretraining updates/s of CQL, Cal-QL and IQL at the sizes of `--preset` (a
-configs/locomotion.py preset, `paper` by default); `checkpoint` the save time of a full
-1M-transition state and the online phase's slowdown with checkpoints (see each function).
+each in `--rounds` interleaved rounds (3 by default), the best round counting, with the compile
+seconds of each program. The replay buffers (the fused program's and the loop's) hold
+`--buffer_capacity` transitions, 10k by default. `offline` measures pretraining updates/s of CQL,
+Cal-QL and IQL at the config's sizes (its behaviour-cloning updates too, where it has them);
+`checkpoint` the save time of a full 1M-transition state (paper sizes) and the online phase's
+slowdown with checkpoints (see each function).
 """
 from __future__ import annotations
 
@@ -22,19 +28,19 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
 from wsrl_mjx.cli import exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
-# train defines its own --seeds when bench imports it (after parsing): this one lets it, and main reads
-# the value before that.
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'online: seeds vmapped in the fused and updates-only programs.',
-                              allow_override=True)
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'online: timing rounds; each figure is its best round.')
 _BUFFER = flags.DEFINE_integer('buffer_capacity', 10_000, 'online: replay buffer capacity (transitions).')
-_PRESET = flags.DEFINE_string('preset', 'paper', 'offline: the configs/locomotion.py preset whose sizes are timed.')
+PAPER = 'configs/locomotion.py:paper'  # what is timed without --config (the installed file, see main)
+# The CLI flags of train that mean nothing to a benchmark.
+_RUN_FLAGS = ('run_dir', 'resume', 'pretrained_from', 'quiet', 'coordinator_address', 'num_processes', 'process_id')
+# gymnasium's native-MuJoCo task for the host loop, where its observation and action sizes are brax's.
+HOST_LOOP_ENVS = {'halfcheetah': 'HalfCheetah-v5', 'hopper': 'Hopper-v5', 'walker2d': 'Walker2d-v5'}
 
 
 def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
@@ -58,10 +64,16 @@ def matmul_gflops(n: int = 1024, min_seconds: float = 0.5) -> float:
     return 2 * n**3 * reps / seconds / 1e9
 
 
-def wsrl_config(steps: int, buffer_capacity: int = 10_000, preset: str = 'paper'):
-    from configs import locomotion
+def wsrl_config(steps: int, buffer_capacity: int = 10_000, preset: str = 'paper', cfg=None):
+    """The config timed: `cfg` (a validated run config; by default the `preset` of
+    configs/locomotion.py) set up as an online program alone, `steps` env steps per chunk."""
+    import copy
 
-    cfg = locomotion.get_config(preset)
+    if cfg is None:
+        from wsrl_mjx.configs import locomotion
+
+        cfg = locomotion.get_config(preset)
+    cfg = copy.deepcopy(cfg)
     cfg.method = 'scratch'  # the online program alone
     cfg.warmup_steps = 1_000  # uniform actions: a buffer to sample from
     cfg.log_interval = steps
@@ -73,9 +85,10 @@ def wsrl_config(steps: int, buffer_capacity: int = 10_000, preset: str = 'paper'
 def fused_timer(cfg, steps: int, seeds: int):
     """(time one chunk of `steps` env steps of the fused program, its state, compile seconds). The state
     is the program's input: the first timed chunk donates it, so read it before that."""
+    from wsrl_mjx import train
+
     import jax
 
-    from wsrl_mjx import train
     from wsrl_mjx.pipeline.programs import compile_online_programs
 
     tic = time.perf_counter()
@@ -99,8 +112,8 @@ def fused_timer(cfg, steps: int, seeds: int):
 
 
 def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
-    """Times sac.update scanned over `steps` env steps' worth, on one fixed batch per seed, vmapped over
-    the seed axis like the fused program (no env, no buffer)."""
+    """(timer, compile seconds) of sac.update scanned over `steps` env steps' worth, on one fixed batch
+    per seed, vmapped over the seed axis like the fused program (no env, no buffer)."""
     import jax
 
     from kernels.replay import replay_sample
@@ -118,8 +131,10 @@ def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
 
     run = jax.jit(jax.vmap(updates), donate_argnums=0, compiler_options=parallel.compiler_options())
     keys = jax.vmap(jax.random.key)(jax.numpy.arange(seeds))
+    tic = time.perf_counter()
     agent, _ = run(jax.tree.map(lambda x: x.copy(), state.agent), batch, keys)  # compile, caches warm
     jax.block_until_ready(agent)
+    compile_s = time.perf_counter() - tic
 
     def timed() -> float:
         nonlocal agent
@@ -128,12 +143,12 @@ def updates_only_timer(agent_cfg, state, steps: int, seeds: int):
         jax.block_until_ready(agent)
         return time.perf_counter() - tic
 
-    return timed
+    return timed, compile_s
 
 
-def host_loop_timer(agent_cfg, state, steps: int, capacity: int):
-    """Times `steps` env steps of the reference-style loop: native MuJoCo, numpy buffer, a jitted update
-    per step (one seed)."""
+def host_loop_timer(agent_cfg, state, steps: int, capacity: int, task: str = 'HalfCheetah-v5'):
+    """(timer, compile seconds) of `steps` env steps of the reference-style loop: native MuJoCo
+    (gymnasium's `task`), numpy buffer, a jitted update per step (one seed)."""
     import gymnasium as gym
     import jax
     import numpy as np
@@ -142,7 +157,7 @@ def host_loop_timer(agent_cfg, state, steps: int, capacity: int):
     from wsrl_mjx.agents import sac
     from wsrl_mjx.envs.wrappers import Transition
 
-    env = gym.make('HalfCheetah-v5')
+    env = gym.make(task)
     obs_dim, act_dim = agent_cfg.obs_dim, agent_cfg.act_dim
     store = {'observation': np.zeros((capacity, obs_dim), np.float32), 'action': np.zeros((capacity, act_dim), np.float32),
              'reward': np.zeros(capacity, np.float32), 'next_observation': np.zeros((capacity, obs_dim), np.float32),
@@ -179,8 +194,10 @@ def host_loop_timer(agent_cfg, state, steps: int, capacity: int):
 
     for _ in range(1_000):  # fill like the fused warmup (uniform actions, no updates)
         obs, size = env_step(obs, env.action_space.sample(), size)
+    tic = time.perf_counter()
     agent, obs, size, key, metrics = one_step(agent, obs, size, key)  # compile
     jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - tic
 
     def timed() -> float:
         nonlocal agent, obs, size, key
@@ -190,7 +207,7 @@ def host_loop_timer(agent_cfg, state, steps: int, capacity: int):
         jax.block_until_ready(metrics)
         return time.perf_counter() - tic
 
-    return timed
+    return timed, compile_s
 
 
 def device_info() -> dict:
@@ -200,23 +217,28 @@ def device_info() -> dict:
             'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
 
-def online(steps: int, seeds: int, rounds: int, buffer_capacity: int) -> dict:
+def online(steps: int, seeds: int, rounds: int, buffer_capacity: int, cfg=None, config_name: str = 'paper') -> dict:
     """Compiles the three ways of running the updates, then times them in `rounds` rounds, one after
     another in each round with the matmul rate beside them; each figure is its best round. (On a shared
     VM the speed of a few seconds' work drifts by 10-20% and more: interleaving puts every figure under
     the same drift, and the best round is the one least slowed by neighbours.)"""
     from wsrl_mjx import train
+
     from wsrl_mjx.agents.sac import update_flops
 
-    cfg = wsrl_config(steps, buffer_capacity)
+    cfg = wsrl_config(steps, buffer_capacity, cfg=cfg)
     info = device_info()
-    print(f"{info['device']} (jax {info['jax']}), {seeds} seed(s), {rounds} round(s), buffer of {buffer_capacity}",
-          flush=True)
+    print(f"{info['device']} (jax {info['jax']}), {config_name} sizes on {cfg.env}, {seeds} seed(s), "
+          f"{rounds} round(s), buffer of {buffer_capacity}", flush=True)
     fused, state, compile_s = fused_timer(cfg, steps, seeds)
     print(f'compiled the fused program in {compile_s:.0f} s', flush=True)
     agent_cfg = train.program_spec(cfg, seeds).online.agent
-    timers = {'fused': fused, 'updates_only': updates_only_timer(agent_cfg, state, steps, seeds),
-              'host_loop': host_loop_timer(agent_cfg, state, steps, buffer_capacity)}
+    updates_only, updates_compile_s = updates_only_timer(agent_cfg, state, steps, seeds)
+    timers = {'fused': fused, 'updates_only': updates_only}
+    compile_seconds = {'fused': compile_s, 'updates_only': updates_compile_s}
+    if cfg.env in HOST_LOOP_ENVS:
+        timers['host_loop'], compile_seconds['host_loop'] = host_loop_timer(
+            agent_cfg, state, steps, buffer_capacity, HOST_LOOP_ENVS[cfg.env])
     env_steps = {'fused': seeds * steps, 'updates_only': seeds * steps, 'host_loop': steps}
     per_round = {name: [] for name in ('matmul', *timers)}  # GFLOP/s, env steps/s (all seeds)
     for i in range(rounds):
@@ -228,8 +250,16 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int) -> dict:
     best = {name: max(values) for name, values in per_round.items()}
     flops = update_flops(agent_cfg)
     gflops = flops * best['fused'] / 1e9
+    host_loop = best.get('host_loop')
     result = {
         **info,
+        'config': config_name,
+        'env': cfg.env,
+        'critic_hidden': list(cfg.agent.critic_hidden),
+        'actor_hidden': list(cfg.agent.actor_hidden),
+        'num_critics': cfg.agent.num_critics,
+        'critic_steps': cfg.agent.critic_steps,
+        'batch_size': cfg.agent.batch_size,
         'seeds': seeds,
         'rounds': rounds,
         'buffer_capacity': buffer_capacity,
@@ -237,51 +267,59 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int) -> dict:
         'updates_per_s': best['fused'] * agent_cfg.critic_steps,
         'updates_only_per_s': best['updates_only'] * agent_cfg.critic_steps,
         'overhead_ratio': best['fused'] / best['updates_only'],
-        'host_loop_env_steps_per_s': best['host_loop'],
-        'speedup_over_host_loop': best['fused'] / best['host_loop'],
+        'host_loop_env_steps_per_s': host_loop,
+        'speedup_over_host_loop': best['fused'] / host_loop if host_loop else None,
         'update_gflop': flops / 1e9,
         'update_gflops_per_s': gflops,
         'matmul_gflops_per_s': best['matmul'],
         'matmul_fraction': gflops / best['matmul'],
         'compile_s': compile_s,
+        'compile_s_per_program': compile_seconds,
         'per_round': per_round,
     }
     print(f"fused: {result['env_steps_per_s']:.2f} env steps/s, {result['updates_per_s']:.2f} critic updates/s "
           f"over {seeds} seed(s)")
     print(f"updates only: {result['updates_only_per_s']:.2f} critic updates/s")
-    print(f"host loop (native MuJoCo, numpy buffer, jitted update per step, one seed): "
-          f"{result['host_loop_env_steps_per_s']:.2f} env steps/s")
+    if host_loop:
+        print(f"host loop (native MuJoCo, numpy buffer, jitted update per step, one seed): {host_loop:.2f} env steps/s")
     print(f"fp32 matmul 1024^3: {result['matmul_gflops_per_s']:.1f} GFLOP/s")
     print(f"overhead ratio (fused / updates-only): {result['overhead_ratio']:.3f}")
-    print(f"speedup over the host loop{f' (run for {seeds} seeds one after another)' if seeds > 1 else ''}: "
-          f"{result['speedup_over_host_loop']:.2f}x")
+    if host_loop:
+        print(f"speedup over the host loop{f' (run for {seeds} seeds one after another)' if seeds > 1 else ''}: "
+              f"{result['speedup_over_host_loop']:.2f}x")
+    print('compile: ' + ', '.join(f'{name} {seconds:.1f} s' for name, seconds in compile_seconds.items()))
     print(f"update arithmetic: {flops / 1e9:.2f} GFLOP per env step, {gflops:.1f} GFLOP/s = "
           f"{100 * result['matmul_fraction']:.0f}% of the 1024^3 matmul rate")
     return result
 
 
-def offline(steps: int, preset: str = 'paper') -> dict:
-    """Pretraining updates/s of CQL, Cal-QL and IQL at a preset's sizes (`paper`: WSRL's locomotion
+def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
+    """Pretraining updates/s of CQL, Cal-QL and IQL at a config's sizes (`paper`: WSRL's locomotion
     sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
-    its behaviour-cloning actor term), one seed, on a synthetic dataset of 100k halfcheetah-shaped rows
-    (the update's cost does not depend on the data's values)."""
+    its behaviour-cloning actor term), one seed, on a synthetic dataset of 100k rows shaped like the
+    config's env (the update's cost does not depend on the data's values)."""
+    from wsrl_mjx import train
+
     import jax
     import numpy as np
 
-    from wsrl_mjx import train
     from wsrl_mjx.data.dataset import Dataset
+    from wsrl_mjx.envs.registry import ENV_SPECS
     from wsrl_mjx.pipeline import offline as offline_pipeline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
     rng = np.random.default_rng(0)
     n = 100_000
+    base = wsrl_config(steps, cfg=cfg)
+    obs, act = ENV_SPECS[base.env].obs_dim, ENV_SPECS[base.env].act_dim
     dataset = Dataset(
-        observations=rng.normal(size=(n, 17)).astype(np.float32), actions=rng.uniform(-1, 1, (n, 6)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, 17)).astype(np.float32),
+        observations=rng.normal(size=(n, obs)).astype(np.float32), actions=rng.uniform(-1, 1, (n, act)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, obs)).astype(np.float32),
         terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
-    result = {**device_info(), 'preset': preset}
+    result = {**device_info(), 'config': config_name, 'env': base.env,
+              'critic_hidden': list(base.agent.critic_hidden), 'num_critics': base.agent.num_critics}
     for algo in ('cql', 'calql', 'iql'):
-        cfg = wsrl_config(steps, preset=preset)
+        cfg = wsrl_config(steps, cfg=base)
         cfg.method = 'wsrl'  # a method that pretrains
         cfg.pretrain.algo = algo
         cfg.pretrain.log_interval = steps
@@ -312,12 +350,13 @@ def checkpoint(steps: int) -> dict:
     networks), and the online phase's slowdown with checkpoints on versus off: a chunk of `steps` env
     steps with a save started after it (asynchronous: the next chunk overlaps the writes), against the
     same chunks without saves."""
+    from wsrl_mjx import train
+
     import shutil
     import tempfile
 
     import jax
 
-    from wsrl_mjx import train
     from wsrl_mjx.checkpoint import Checkpointer
     from wsrl_mjx.pipeline.programs import compile_online_programs
 
@@ -378,33 +417,46 @@ def checkpoint(steps: int) -> dict:
 BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
 
 
-def main(argv):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
-    if len(argv) != 2 or argv[1] not in BENCHES:
+def main(argv: list[str]) -> None:
+    exit_on_help(argv, __doc__)
+    given = any(a.startswith('--config=') for a in argv[1:])
+    overrides = [a[len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
+    if not given:  # the paper preset; --config.<key> flags apply to whichever preset it is
+        argv = [argv[0], f'--config={PAPER}', *argv[1:]]
+    # train's --config (with its --config.<key> overrides, which ml_collections reads from sys.argv when
+    # the flag is defined, on import) and --seeds serve here too.
+    sys.argv = argv
+    from wsrl_mjx import train
+
+    try:
+        cfg, seeds, _, _ = train.parse_args(argv)  # train's flags, validation and one-line errors
+    except train.UsageError as e:
+        fail(str(e))
+    names = [a for a in argv[1:] if not a.startswith('-')]
+    if len(names) != 1 or names[0] not in BENCHES:
         fail(f'name one benchmark: {", ".join(BENCHES)}')
-    steps, seeds = _STEPS.value, _SEEDS.value
-    for name, value in (('steps', steps), ('seeds', seeds), ('rounds', _ROUNDS.value),
-                        ('buffer_capacity', _BUFFER.value)):
+    bench, steps = names[0], _STEPS.value
+    for name, value in (('steps', steps), ('rounds', _ROUNDS.value), ('buffer_capacity', _BUFFER.value)):
         if value < 1:
             fail(f'--{name}={value}: must be a positive integer')
-    if seeds != 1 and argv[1] != 'online':
-        fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({argv[1]} runs one seed)')
+    if seeds != 1 and bench != 'online':
+        fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({bench} runs one seed)')
     for name in ('rounds', 'buffer_capacity'):
-        if flags.FLAGS[name].present and argv[1] != 'online':
+        if flags.FLAGS[name].present and bench != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
-    if flags.FLAGS['preset'].present and argv[1] != 'offline':
-        fail(f'--preset={_PRESET.value}: only the offline benchmark takes --preset')
-    from configs import locomotion
-
-    if _PRESET.value not in locomotion.PRESETS:
-        fail(f'--preset={_PRESET.value} is unknown: one of {", ".join(locomotion.PRESETS)}')
-    result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value) if argv[1] == 'online'
-              else offline(steps, _PRESET.value) if argv[1] == 'offline' else BENCHES[argv[1]](steps))
+    for name in _RUN_FLAGS:
+        if flags.FLAGS[name].present:
+            fail(f'--{name}: a flag of python -m wsrl_mjx.train that no benchmark takes')
+    if (given or overrides) and bench == 'checkpoint':
+        fail('--config: the checkpoint benchmark times the paper sizes only')
+    preset = next((a.split(':', 1)[-1] for a in argv[1:] if a.startswith('--config=')), 'paper')
+    name = ' '.join([preset if given else 'paper', *overrides])
+    result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value, cfg, name) if bench == 'online'
+              else offline(steps, cfg, name) if bench == 'offline' else checkpoint(steps))
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)
 
 
 if __name__ == '__main__':
-    exit_on_help(sys.argv, __doc__)
-    app.run(main)
+    main(sys.argv)

@@ -68,10 +68,11 @@ class CheckpointMismatch(ValueError):
 
 
 class Checkpointer:
-    """Keeps the last `max_to_keep` checkpoints of a run in <run_dir>/checkpoints."""
+    """Keeps the last `max_to_keep` checkpoints of a run in <run_dir>/<subdir> (default checkpoints/;
+    the pretrained agent a run shares with others lives in pretrained/)."""
 
-    def __init__(self, run_dir: str, max_to_keep: int = 3, asynchronous: bool = True):
-        self.directory = os.path.abspath(os.path.join(run_dir, 'checkpoints'))
+    def __init__(self, run_dir: str, max_to_keep: int = 3, asynchronous: bool = True, subdir: str = 'checkpoints'):
+        self.directory = os.path.abspath(os.path.join(run_dir, subdir))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=asynchronous,
                                                create=True, cleanup_tmp_directories=True)
         # Handlers named up front: item_metadata needs them before anything was saved or restored.

@@ -50,6 +50,24 @@ def shipped_policies(env: str) -> dict:
             for name in sorted(os.listdir(POLICY_DIR)) if name.startswith(prefix) and name.endswith('.npz')}
 
 
+def needed_policies(env: str, level: str) -> tuple[str, ...]:
+    """The shipped policies (names as in shipped_policies) that generating `level` of `env` needs."""
+    if level == 'random':
+        return ()
+    if level == 'medium-expert':
+        return ('medium', 'expert')
+    if level == 'medium-replay':
+        replays = tuple(k for k in shipped_policies(env) if k.startswith('replay_'))
+        return ('medium', *(replays or ('replay_<step>',)))
+    return (level,)
+
+
+def available_levels(env: str) -> tuple[str, ...]:
+    """The levels of `env` whose policies are shipped, so that their datasets can be generated here."""
+    shipped = shipped_policies(env)
+    return tuple(level for level in LEVELS if all(p in shipped for p in needed_policies(env, level)))
+
+
 def _policy(env: str, name: str) -> str:
     policies = shipped_policies(env)
     if name not in policies:

@@ -155,6 +155,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'a dataset of env={cfg.env}')
     _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
              f'<env>-<level> (levels: {", ".join(LEVELS)}) or an .hdf5/.h5 file')
+    if named is not None and uses_dataset(cfg):  # generated here: the behaviour policies must be shipped
+        from wsrl_mjx.collect import available_levels
+
+        levels = available_levels(named[0])
+        _require(named[1] in levels, 'dataset', cfg.dataset,
+                 f'a level whose behaviour policies are shipped for {named[0]} '
+                 f'({", ".join(f"{named[0]}-{lv}" for lv in levels)}) or an .hdf5/.h5 file')
     for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
                 'eval_interval', 'eval_episodes', 'checkpoint_keep', 'dataset_size', 'agent.num_critics',
                 'agent.num_min_critics', 'agent.critic_steps', 'agent.batch_size', 'pretrain.steps',

@@ -1,7 +1,7 @@
 """Entry point: one WSRL run (or a baseline) end to end, seeds vmapped in one program.
 
   python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value> ...]
-                           [--seeds=N] [--run_dir=DIR] [--resume] [--quiet]
+                           [--seeds=N] [--run_dir=DIR] [--resume] [--pretrained_from=DIR] [--quiet]
 
 Presets: default (WSRL on halfcheetah-medium, ~20 min on 2 CPU cores), smoke, sac, paper (GPUs).
 Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, scratch.
@@ -9,12 +9,15 @@ Phases: dataset (made by name and cached on first use) -> offline pretraining ->
 updates) -> online training in compiled chunks, evaluated every eval_interval. The run directory gets
 config.json, metrics.jsonl, TensorBoard events, checkpoints/, policies/, summary.json and curves.png.
 `--run_dir=DIR --resume` continues a stopped run from its latest checkpoint (add
-`--config.online_steps=N` to extend it). The host only times, logs, evaluates and checkpoints; it
+`--config.online_steps=N` to extend it). `--pretrained_from=DIR` starts a new run from the
+pretrained agent that the run in DIR saved at the end of its pretraining (DIR/pretrained/), instead of
+pretraining again: wsrl, no_warmup and retain, say, from one pretraining. The host only times, logs, evaluates and checkpoints; it
 never sees a transition. Bad input: one line on stderr, exit code 2, nothing written.
 """
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import signal
@@ -27,13 +30,32 @@ from ml_collections import config_flags
 
 from wsrl_mjx.cli import exit_on_help, fail
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / 'configs' / 'locomotion.py')
+# The presets, installed as wsrl_mjx.configs from the repository's configs/ (pyproject.toml).
+CONFIG_DIR = os.path.dirname(importlib.util.find_spec('wsrl_mjx.configs').origin)
+DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'locomotion.py')
+
+
+def _installed_config(arg: str) -> str:
+    """--config=configs/<file>.py[:preset] names the installed preset file when the working directory
+    has no such file (a run started outside the repository)."""
+    if not arg.startswith('--config='):
+        return arg
+    path, colon, preset = arg[len('--config='):].partition(':')
+    name = os.path.normpath(path)
+    if not os.path.exists(path) and os.path.dirname(name) == 'configs':
+        installed = os.path.join(CONFIG_DIR, os.path.basename(name))
+        if os.path.exists(installed):
+            return f'--config={installed}{colon}{preset}'
+    return arg
 
 _CONFIG = config_flags.DEFINE_config_file('config', f'{DEFAULT_CONFIG}:default', 'Config file and preset.')
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory (default runs/<name>-<timestamp>).')
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program and split over devices.')
 _QUIET = flags.DEFINE_bool('quiet', False, 'No progress bar.')
 _RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in --run_dir from its latest checkpoint.')
+_PRETRAINED_FROM = flags.DEFINE_string(
+    'pretrained_from', None, 'Start from the pretrained agent of the run in this directory instead of pretraining '
+    '(same env, dataset, seed, seeds, agent.* and pretrain.*; the method may differ).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for runs over several processes (jax.distributed).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run.')
@@ -51,6 +73,7 @@ def parse_args(argv: list[str]):
     """
     from wsrl_mjx.config import ConfigError, base_config, validate
 
+    argv = [_installed_config(arg) for arg in argv]
     try:
         flags.FLAGS(argv)
         cfg = _CONFIG.value
@@ -70,6 +93,8 @@ def parse_args(argv: list[str]):
     seeds = _SEEDS.value
     if seeds < 1:
         raise UsageError(f'--seeds={seeds} is not allowed: a positive integer')
+    if _RESUME.value and _PRETRAINED_FROM.value:
+        raise UsageError('--pretrained_from starts a new run and --resume continues one: give one of them')
     if _RESUME.value:
         cfg, seeds = _resumed_config(argv, cfg, seeds)
         return cfg, seeds, _RUN_DIR.value, True
@@ -151,6 +176,51 @@ def latest_checkpoint_step(run_dir: str) -> int | None:
     return max(steps) if steps else None
 
 
+PRETRAINED = 'pretrained'  # <run_dir>/pretrained/<updates>: the agent at the end of pretraining
+# The config keys that make a pretraining what it is (all of pretrain.* but eval_interval): a run may
+# start from another's pretrained agent where these are equal, and the seed count is.
+PRETRAINING_KEYS = ('env', 'dataset', 'dataset_size', 'episode_length', 'seed', 'agent', 'pretrain')
+
+
+def read_pretrained(source: str, cfg, seeds: int) -> dict:
+    """The host item of the pretrained agent saved by the run in `source`, checked against this run's
+    config; raises UsageError (one line) where it is missing or was pretrained otherwise."""
+    import ml_collections
+
+    from wsrl_mjx.checkpoint import Checkpointer
+    from wsrl_mjx.config import method
+
+    algo = method(cfg).pretrain
+    if algo is None:
+        raise UsageError(f'--pretrained_from: config.method={cfg.method} does not pretrain')
+    if not os.path.isdir(os.path.join(source, PRETRAINED)):
+        raise UsageError(f'--pretrained_from={source}: no {PRETRAINED}/ directory there (a run saves it at the end '
+                         f'of its pretraining)')
+    checkpoints = Checkpointer(source, asynchronous=False, subdir=PRETRAINED)
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise UsageError(f'--pretrained_from={source}: {checkpoints.directory} holds no finished save')
+        host = checkpoints.read_host(step)
+    finally:
+        checkpoints.close()
+    saved = host['config']
+    if algo != method(ml_collections.ConfigDict(saved)).pretrain:
+        raise UsageError(f'--pretrained_from={source}: it pretrained with {method(ml_collections.ConfigDict(saved)).pretrain}, '
+                         f'config.method={cfg.method} pretrains with {algo}')
+    def pretraining(config: dict) -> dict:  # how often pretraining was evaluated does not change it
+        return {k: ({**config[k], 'eval_interval': None} if k == 'pretrain' else config[k]) for k in PRETRAINING_KEYS}
+
+    key, given, there = _first_difference(pretraining(json_config(cfg)), pretraining(saved))
+    if key is not None:
+        raise UsageError(f'--pretrained_from={source}: config.{key}={given!r} differs from {there!r}, the value it '
+                         f'pretrained with (these must match: {", ".join(PRETRAINING_KEYS)})')
+    if host['seeds'] != seeds:
+        raise UsageError(f'--pretrained_from={source}: --seeds={seeds} differs from {host["seeds"]}, the seeds it '
+                         f'pretrained')
+    return {**host, 'source': os.path.abspath(source), 'step': step}
+
+
 def enable_compilation_cache() -> None:
     """Persists compiled programs (XLA:CPU takes minutes on MJX programs; a rerun then loads them).
 
@@ -230,18 +300,40 @@ def load_dataset(cfg, quiet: bool = False):
 
 
 class Preempted(Exception):
-    """SIGTERM arrived: the run saved a checkpoint at `step` and stopped."""
+    """SIGTERM arrived: the run stopped after `step`, saved there unless it keeps no checkpoints."""
 
-    def __init__(self, step: int):
-        super().__init__(step)
-        self.step = step
+    def __init__(self, step: int, saved: bool = True):
+        super().__init__(step, saved)
+        self.step, self.saved = step, saved
+
+
+class Diverged(Exception):
+    """A metric of the training became NaN or infinite: the run stopped without saving that state."""
+
+
+# Metrics that may be NaN without anything being wrong: no episode ended in a chunk.
+_MAY_BE_NAN = ('train_return',)
+
+
+def non_finite(record: dict) -> str | None:
+    """'name (seeds ...)' of the first metric of `record` that is NaN or infinite for some seed, else None."""
+    import numpy as np
+
+    for name, value in record.items():
+        if name in ('phase', 'step', *_MAY_BE_NAN) or isinstance(value, str):
+            continue
+        values = np.asarray(value, np.float64).reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            return f'{name} ({"seed index" if values.size > 1 else "value"} {", ".join(map(str, bad.tolist()))})'
+    return None
 
 
 def _fresh_host(cfg, seeds: int, pretraining: bool) -> dict:
     """The host's part of a run's state: what a checkpoint holds besides the device arrays."""
     return {'config': json_config(cfg), 'seeds': seeds, 'phase': 'pretrain' if pretraining else 'online',
             'pretrain_chunks_done': 0, 'step': 0, 'warmup_done': False, 'chunks_done': 0,
-            'history': [], 'metrics_lines': 0,
+            'history': [], 'metrics_lines': 0, 'pretrained_from': None,
             'wall': {'compile': 0.0, 'pretrain': 0.0, 'warmup': 0.0, 'finetune': 0.0, 'evaluate': 0.0}}
 
 
@@ -250,14 +342,19 @@ def json_config(cfg) -> dict:
     return json.loads(json.dumps(cfg.to_dict(), default=list))
 
 
-def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False, dataset=None):
+def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False, dataset=None,
+        pretrained: dict | None = None, on_saved=None):
     """The whole run, or its rest from the latest checkpoint in run_dir when `resume`.
+
+    `pretrained` (read_pretrained) takes another run's pretrained agent instead of pretraining: its
+    pretraining records open this run's metrics.jsonl and history, its wall-clock is not counted here.
+    `on_saved(step)` is called after each checkpoint save has started (the crash-recovery tests use it).
 
     Phases: pretrain (methods with an offline algorithm) -> warmup -> fine-tune. `dataset` is the host
     Dataset (load_dataset) for the methods that use one. Writes config.json, metrics.jsonl,
     summary.json, TensorBoard events, policies/ and checkpoints/ (process 0 writes the files; every
     process writes its shards of a checkpoint). Returns (summary dict, final OnlineState with a leading
-    seed axis). Raises Preempted on SIGTERM.
+    seed axis). Raises Preempted on SIGTERM, Diverged when a metric is not finite.
     """
     import jax
     import numpy as np
@@ -269,7 +366,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     from wsrl_mjx.envs import normalized_score
     from wsrl_mjx.metrics import RunWriter, progress_bar, to_python
     from wsrl_mjx.pipeline import offline
-    from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
+    from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs, pretrain_state_shape
     from wsrl_mjx.plot import plot_runs
 
     lead = jax.process_index() == 0
@@ -289,7 +386,7 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
     pspec = pretrain_spec(cfg, seeds, rows)
     host = checkpointer.read_host(checkpointer.latest_step()) if resume else None
     # The pretraining programs only when this process will pretrain (not when resuming after it).
-    pretraining = pspec is not None and (host is None or host['phase'] == 'pretrain')
+    pretraining = pspec is not None and pretrained is None and (host is None or host['phase'] == 'pretrain')
     pprogs = compile_pretrain_programs(pspec) if pretraining else None
 
     run_key, agent_key, eval_key, pretrain_key = seed_keys(cfg, seeds)
@@ -302,19 +399,29 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         if host['config'] != config:  # a longer online_steps (the only difference parse_args lets by)
             host['config'] = config
             if lead:
-                _write_json(os.path.join(run_dir, 'config.json'), {'config': host['config'], 'seeds': seeds})
+                _write_json(os.path.join(run_dir, 'config.json'), {
+                    'config': host['config'], 'seeds': seeds,
+                    **({'pretrained_from': host['pretrained_from']} if host.get('pretrained_from') else {})})
     else:
-        host = _fresh_host(cfg, seeds, pprogs is not None)
+        host = _fresh_host(cfg, seeds, pspec is not None)
+        host['pretrained_from'] = pretrained['source'] if pretrained else None
         if lead:
-            _write_json(os.path.join(run_dir, 'config.json'), {'config': host['config'], 'seeds': seeds})
+            _write_json(os.path.join(run_dir, 'config.json'), {
+                'config': host['config'], 'seeds': seeds,
+                **({'pretrained_from': pretrained['source']} if pretrained else {})})
         # Every process computes every seed's keys and initial agent (cheap), then keeps its own shards.
-        if pprogs is not None:
+        if pretrained is not None:
+            # The evaluation keys go on from the source's: its evaluations during pretraining used some.
+            source = Checkpointer(pretrained['source'], asynchronous=False, subdir=PRETRAINED)
+            (state, eval_key), _ = source.restore(pretrained['step'], (pretrain_state_shape(pspec), progs.state_shape.key))
+            source.close()
+        elif pprogs is not None:
             state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
         else:
             state = progs.init(run_key, progs.init_agent(agent_key))
         eval_key = parallel.put(eval_key, progs.sharding)
     data = None
-    if dataset is not None and (host['phase'] == 'pretrain' or m.offline_ratio > 0):
+    if dataset is not None and (pprogs is not None or m.offline_ratio > 0):
         data = offline.from_dataset(dataset, cfg.agent.discount, cfg.pretrain.reward_scale, cfg.pretrain.reward_bias,
                                     sharding=pprogs.data_sharding if pprogs else parallel.replicated(progs.sharding.mesh))
     jax.block_until_ready(state)
@@ -328,6 +435,12 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         if lead:
             writer.write(record)
         host['metrics_lines'] += 1
+        bad = non_finite(record)
+        if bad is not None:
+            saved = checkpointer.latest_step() if checkpointer is not None else None
+            raise Diverged(f"training diverged: {bad} is not finite in the {record['phase']} record at step "
+                           f"{record['step']} (metrics.jsonl); the run stopped there"
+                           + (f', its last checkpoint is {saved}' if saved is not None else ''))
 
     def evaluate_now(actor, step: int, phase: str) -> None:
         nonlocal eval_key
@@ -365,105 +478,141 @@ def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False
         if checkpointer is None:
             return
         checkpointer.save(step, (state, eval_key), json.loads(json.dumps(host)))
-        # Fault injection for the crash-recovery tests: WSRL_MJX_SIGNAL_AFTER_SAVE=<step>:<KILL|TERM>.
-        at, _, name = os.environ.get('WSRL_MJX_SIGNAL_AFTER_SAVE', '').partition(':')
-        if at == str(step):
-            os.kill(os.getpid(), getattr(signal, f'SIG{name}'))
+        if on_saved is not None:
+            on_saved(step)
 
     def score() -> str:
         return f"score {np.mean(history[-1]['normalized_score']):.1f}"
 
-    with stop, progress_bar(disable=quiet or not lead) as bar:
-        if host['phase'] == 'pretrain':
-            p = cfg.pretrain
-            chunks = p.steps // p.log_interval
-            task = bar.add_task(f'{cfg.name} pretrain {pspec.algo} x{seeds}', total=p.steps,
-                                completed=host['pretrain_chunks_done'] * p.log_interval, speed='', score='')
-            for chunk in range(host['pretrain_chunks_done'] + 1, chunks + 1):
-                if stop.requested:
+    try:
+        with stop, progress_bar(disable=quiet or not lead) as bar:
+            if host['phase'] == 'pretrain':
+                p = cfg.pretrain
+                chunks = p.steps // p.log_interval
+                task = bar.add_task(f'{cfg.name} pretrain {pspec.algo} x{seeds}', total=p.steps,
+                                    completed=host['pretrain_chunks_done'] * p.log_interval, speed='', score='')
+                if pretrained is not None:  # another run's pretraining: its records, then the phase change
+                    for record in pretrained['records']:
+                        write(record)
+                        if 'normalized_score' in record:
+                            history.append(record)
+                    host['pretrain_chunks_done'] = chunks
+                    bar.update(task, completed=p.steps, score=score())
+                for chunk in range(host['pretrain_chunks_done'] + 1, chunks + 1):
+                    if stop.requested:
+                        break
+                    tic = time.perf_counter()
+                    state, metrics = pprogs.train(state, data)
+                    jax.block_until_ready(state)
+                    seconds = time.perf_counter() - tic
+                    wall['pretrain'] += seconds
+                    host['pretrain_chunks_done'] = chunk
+                    record = chunk_record('pretrain', metrics, seconds, 0, p.log_interval, chunk * p.log_interval)
+                    write(record)
+                    last = chunk == chunks
+                    evaluated = chunk % (p.eval_interval // p.log_interval) == 0 or last
+                    if evaluated:
+                        evaluate_now(state.agent.actor, chunk * p.log_interval, 'pretrain')
+                        bar.update(task, score=score())
+                    if (evaluated or stop.requested) and not last:  # the last one is saved at the phase change
+                        checkpoint(_checkpoint_step(host, cfg))
+                    bar.update(task, completed=chunk * p.log_interval, speed=f"{record['updates_per_s']:.0f} updates/s")
+                if host['pretrain_chunks_done'] == chunks:
+                    # Phase change: the pretrained agent is kept for runs that start from it (--pretrained_from);
+                    # the online state takes it unchanged; the offline data leaves the device unless the
+                    # method keeps training on it.
+                    if pretrained is None:
+                        save_pretrained(run_dir, (state, eval_key), host['config'], seeds,
+                                        _metrics_lines(run_dir, host, lead), wall['pretrain'])
+                    state = hand_over(state, progs, run_key, spec, pspec)
+                    if m.offline_ratio == 0 and data is not None:
+                        data.delete()
+                        data = None
+                    host['phase'] = 'online'
+                    checkpoint(_checkpoint_step(host, cfg))
+                bar.remove_task(task)
+
+            task = bar.add_task(f'{cfg.name} {cfg.env} x{seeds}', total=cfg.online_steps, completed=host['step'],
+                                speed='', score='')
+            extra = (data,) if m.offline_ratio > 0 else ()
+            k = spec.plan.warmup_iterations * cfg.num_envs
+            if host['phase'] == 'online' and not host['warmup_done'] and not stop.requested:
+                if progs.warmup is not None:
+                    tic = time.perf_counter()
+                    state, metrics = progs.warmup(state)
+                    jax.block_until_ready(state)
+                    wall['warmup'] = time.perf_counter() - tic
+                    write(chunk_record('warmup', metrics, wall['warmup'], k, 0, k))
+                evaluate_now(state.agent.actor, k, 'warmup')
+                host['step'], host['warmup_done'] = k, True
+                if k > 0:  # without warmup the state is the phase change's, saved under the same number
+                    checkpoint(_checkpoint_step(host, cfg))
+                bar.update(task, completed=host['step'], score=score())
+            every = cfg.checkpoint_interval // cfg.log_interval
+            for chunk in range(host['chunks_done'] + 1, spec.plan.chunks + 1):
+                if stop.requested or host['phase'] != 'online':
                     break
                 tic = time.perf_counter()
-                state, metrics = pprogs.train(state, data)
+                state, metrics = progs.train(state, *extra)
                 jax.block_until_ready(state)
                 seconds = time.perf_counter() - tic
-                wall['pretrain'] += seconds
-                host['pretrain_chunks_done'] = chunk
-                record = chunk_record('pretrain', metrics, seconds, 0, p.log_interval, chunk * p.log_interval)
-                write(record)
-                last = chunk == chunks
-                evaluated = chunk % (p.eval_interval // p.log_interval) == 0 or last
-                if evaluated:
-                    evaluate_now(state.agent.actor, chunk * p.log_interval, 'pretrain')
+                wall['finetune'] += seconds
+                host['step'] += cfg.log_interval
+                host['chunks_done'] = chunk
+                # Critic updates per env step: SAC's critic_steps; the offline algorithms continued online do one.
+                per_step = spec.online.critic_steps
+                write(chunk_record('finetune', metrics, seconds, cfg.log_interval,
+                                   spec.plan.chunk_iterations * per_step, host['step']))
+                last = chunk == spec.plan.chunks
+                if chunk % spec.plan.eval_every_chunks == 0 or last:
+                    evaluate_now(state.agent.actor, host['step'], 'finetune')
                     bar.update(task, score=score())
-                if (evaluated or stop.requested) and not last:  # the last one is saved at the phase change
+                if every and (chunk % every == 0 or last or stop.requested):
                     checkpoint(_checkpoint_step(host, cfg))
-                bar.update(task, completed=chunk * p.log_interval, speed=f"{record['updates_per_s']:.0f} updates/s")
-            if host['pretrain_chunks_done'] == chunks:
-                # Phase change: the online state takes the pretrained agent unchanged; the offline data
-                # leaves the device unless the method keeps training on it.
-                state = hand_over(state, progs, run_key, spec, pspec)
-                if m.offline_ratio == 0:
-                    data.delete()
-                    data = None
-                host['phase'] = 'online'
-                checkpoint(_checkpoint_step(host, cfg))
-            bar.remove_task(task)
-
-        task = bar.add_task(f'{cfg.name} {cfg.env} x{seeds}', total=cfg.online_steps, completed=host['step'],
-                            speed='', score='')
-        extra = (data,) if m.offline_ratio > 0 else ()
-        k = spec.plan.warmup_iterations * cfg.num_envs
-        if host['phase'] == 'online' and not host['warmup_done'] and not stop.requested:
-            if progs.warmup is not None:
-                tic = time.perf_counter()
-                state, metrics = progs.warmup(state)
-                jax.block_until_ready(state)
-                wall['warmup'] = time.perf_counter() - tic
-                write(chunk_record('warmup', metrics, wall['warmup'], k, 0, k))
-            evaluate_now(state.agent.actor, k, 'warmup')
-            host['step'], host['warmup_done'] = k, True
-            if k > 0:  # without warmup the state is the phase change's, saved under the same number
-                checkpoint(_checkpoint_step(host, cfg))
-            bar.update(task, completed=host['step'], score=score())
-        every = cfg.checkpoint_interval // cfg.log_interval
-        for chunk in range(host['chunks_done'] + 1, spec.plan.chunks + 1):
-            if stop.requested or host['phase'] != 'online':
-                break
-            tic = time.perf_counter()
-            state, metrics = progs.train(state, *extra)
-            jax.block_until_ready(state)
-            seconds = time.perf_counter() - tic
-            wall['finetune'] += seconds
-            host['step'] += cfg.log_interval
-            host['chunks_done'] = chunk
-            # Critic updates per env step: SAC's critic_steps; the offline algorithms continued online do one.
-            per_step = cfg.agent.critic_steps if spec.online.update == 'sac' else 1
-            write(chunk_record('finetune', metrics, seconds, cfg.log_interval,
-                               spec.plan.chunk_iterations * per_step, host['step']))
-            last = chunk == spec.plan.chunks
-            if chunk % spec.plan.eval_every_chunks == 0 or last:
-                evaluate_now(state.agent.actor, host['step'], 'finetune')
-                bar.update(task, score=score())
-            if every and (chunk % every == 0 or last or stop.requested):
-                checkpoint(_checkpoint_step(host, cfg))
-            bar.update(task, completed=host['step'],
-                       speed=f"{cfg.log_interval * seeds / max(seconds, 1e-9):.0f} steps/s")
-    if data is not None:
-        data.delete()
-    if checkpointer is not None:
-        checkpointer.wait()
-        checkpointer.close()
-    if writer is not None:
-        writer.close()
+                bar.update(task, completed=host['step'],
+                           speed=f"{cfg.log_interval * seeds / max(seconds, 1e-9):.0f} steps/s")
+    finally:  # also when the run stops on an error: saves finish, files close, device data is freed
+        if data is not None:
+            data.delete()
+        if checkpointer is not None:
+            checkpointer.wait()
+            checkpointer.close()
+        if writer is not None:
+            writer.close()
     if host['chunks_done'] < spec.plan.chunks:
         raise Preempted(host['step'] if host['phase'] == 'online' else host['pretrain_chunks_done'] *
-                        cfg.pretrain.log_interval)
+                        cfg.pretrain.log_interval, saved=checkpointer is not None)
 
     summary = _summary(cfg, seeds, history, wall, dataset)
+    if host.get('pretrained_from'):
+        summary['pretrained_from'] = host['pretrained_from']
     if lead:
         _write_json(os.path.join(run_dir, 'summary.json'), summary)
         plot_runs([run_dir], os.path.join(run_dir, 'curves.png'), title=f'{cfg.name}: {cfg.method} on {cfg.env}')
     return summary, state
+
+
+def save_pretrained(run_dir: str, state, config: dict, seeds: int, records: list, seconds: float) -> None:
+    """Saves (pretraining state (agent, key, update counter), evaluation keys [S]) under
+    <run_dir>/pretrained/<updates>, with
+    the config (as json_config) that pretrained it, its seed count, the records of its pretraining
+    (metrics.jsonl lines) and its seconds of updates: what read_pretrained checks and a run copies."""
+    from wsrl_mjx.checkpoint import Checkpointer
+
+    saver = Checkpointer(run_dir, max_to_keep=1, asynchronous=False, subdir=PRETRAINED)
+    saver.save(config['pretrain']['steps'], state, {'config': config, 'seeds': seeds, 'records': records,
+                                                    'wall_pretrain_s': seconds})
+    saver.wait()
+    saver.close()
+
+
+def _metrics_lines(run_dir: str, host: dict, lead: bool) -> list:
+    """The records this run wrote so far (process 0's metrics.jsonl; other processes: none)."""
+    path = os.path.join(run_dir, 'metrics.jsonl')
+    if not lead or not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f.readlines()[:host['metrics_lines']]]
 
 
 def _write_json(path: str, obj) -> None:
@@ -479,11 +628,11 @@ def hand_over(pretrain_state, progs, run_key, spec, pspec):
     fresh temperature unless IQL itself continues online), an empty buffer and freshly reset envs."""
     import jax
 
-    from wsrl_mjx.agents import iql
+    from wsrl_mjx.agents import registry
 
     agent = pretrain_state.agent
-    if pspec.algo == 'iql' and spec.online.update != 'iql':
-        agent = jax.vmap(lambda a: iql.to_sac(a, spec.online.agent))(agent)
+    if spec.online.update == 'sac':  # else the offline algorithm goes on with its own state
+        agent = jax.vmap(lambda a: registry.get(pspec.algo).to_sac(a, spec.online.agent))(agent)
     return progs.init(run_key, agent)
 
 
@@ -592,13 +741,25 @@ def main(argv: list[str]) -> None:
     from wsrl_mjx.checkpoint import CheckpointMismatch
 
     try:
-        summary, _ = run(cfg, seeds, run_dir, quiet=_QUIET.value, resume=resume, dataset=dataset)
+        pretrained = read_pretrained(_PRETRAINED_FROM.value, cfg, seeds) if _PRETRAINED_FROM.value else None
+    except UsageError as e:
+        fail(str(e))
+    try:
+        summary, _ = run(cfg, seeds, run_dir, quiet=_QUIET.value, resume=resume, dataset=dataset,
+                         pretrained=pretrained)
     except CheckpointMismatch as e:
-        fail(f'--resume: {e}')
+        fail(f"{'--resume' if resume else '--pretrained_from'}: {e}")
     except Preempted as e:
+        if not e.saved:
+            print(f'error: stopped by SIGTERM after step {e.step} with nothing saved (config.checkpoint_interval=0): '
+                  f'the run cannot be resumed', file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
         print(f'stopped by SIGTERM at step {e.step}, checkpoint saved; continue with: python -m wsrl_mjx.train '
               f'--run_dir={run_dir} --resume')
         return
+    except Diverged as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
     if jax_process_index() == 0:
         print(result_table(summary))
         print(f'run directory {run_dir}')

@@ -116,6 +116,8 @@ def _array(f, name: str, path: str) -> np.ndarray:
     if name not in f or not isinstance(f[name], h5py.Dataset):
         raise DatasetError(f'{path}: field {name} is missing (an array)')
     value = f[name][()]
+    if isinstance(value, np.generic) and value.dtype.kind in 'biuf':
+        raise DatasetError(f'{path}: field {name} is a single number: an array with one row per step expected')
     if not isinstance(value, np.ndarray) or value.dtype.kind not in 'biuf':
         raise DatasetError(f'{path}: field {name} has dtype {getattr(value, "dtype", type(value))}: numbers expected')
     return value
@@ -129,11 +131,17 @@ def _read_d4rl(f, path: str) -> Dataset:
     timeouts = _array(f, 'timeouts', path) if 'timeouts' in f else np.zeros(len(fields['rewards']), bool)
     fields['timeouts'] = timeouts
     _check_rows(fields, path)
-    meta = json.loads(f.attrs['metadata']) if 'metadata' in f.attrs else {'source': 'd4rl'}
+    fields = _per_step(fields, path)
+    meta = {'source': 'd4rl'}
+    if 'metadata' in f.attrs:
+        try:
+            meta = json.loads(f.attrs['metadata'])
+        except (TypeError, ValueError):
+            raise DatasetError(f'{path}: attribute metadata is not JSON text (wsrl_mjx writes a JSON object)') from None
     if 'next_observations' in f:
         next_obs = _array(f, 'next_observations', path)
         _check_rows({**fields, 'next_observations': next_obs}, path)
-        return _dataset(fields, next_obs, meta)
+        return _dataset(fields, _per_step({'next_observations': next_obs}, path)['next_observations'], meta)
     return _shift_within_episodes(fields, meta)
 
 
@@ -163,7 +171,11 @@ def _shift_within_episodes(fields: dict, meta: dict) -> Dataset:
 def _read_minari(f, path: str) -> Dataset:
     import h5py
 
-    names = sorted((k for k in f.keys() if k.startswith('episode_')), key=lambda k: int(k.split('_')[1]))
+    names = [k for k in f.keys() if k.startswith('episode_')]
+    for name in names:
+        if not name[len('episode_'):].isdigit() or not isinstance(f[name], h5py.Group):
+            raise DatasetError(f'{path}: field {name} is not an episode group episode_<i> (Minari layout)')
+    names.sort(key=lambda k: int(k[len('episode_'):]))
     parts = {k: [] for k in FIELDS}
     for name in names:
         episode = f[name]
@@ -172,6 +184,12 @@ def _read_minari(f, path: str) -> Dataset:
                                f'observations are supported')
         obs = _array(episode, 'observations', f'{path}:{name}')
         steps = {k: _array(episode, k, f'{path}:{name}') for k in ('actions', 'rewards', 'terminations', 'truncations')}
+        for key, value in steps.items():
+            if value.ndim == 0 or len(value) != len(steps['rewards']):
+                raise DatasetError(f'{path}: field {name}/{key} has shape {value.shape}; expected '
+                                   f'{len(steps["rewards"])} rows like {name}/rewards')
+        steps = _per_step(steps, f'{path}:{name}')
+        obs = _per_step({'observations': obs}, f'{path}:{name}')['observations']
         if len(obs) != len(steps['rewards']) + 1:
             raise DatasetError(f'{path}: field {name}/observations has {len(obs)} rows; expected rewards + 1 '
                                f'= {len(steps["rewards"]) + 1}')
@@ -191,6 +209,22 @@ def _read_minari(f, path: str) -> Dataset:
     next_obs = fields.pop('next_observations')
     meta = {'source': 'minari', **{k: str(v) for k, v in f.attrs.items()}}
     return _dataset(fields, next_obs, meta)
+
+
+def _per_step(fields: dict, path: str) -> dict:
+    """Observation-like fields as [rows, values], per-step fields as [rows] ([rows, 1] is taken as
+    [rows]); DatasetError naming the field otherwise."""
+    out = {}
+    for name, value in fields.items():
+        if name in ('observations', 'actions', 'next_observations'):
+            if value.ndim != 2:
+                raise DatasetError(f'{path}: field {name} has shape {value.shape}; expected [rows, values]')
+        elif value.ndim == 2 and value.shape[1] == 1:
+            value = value[:, 0]
+        elif value.ndim != 1:
+            raise DatasetError(f'{path}: field {name} has shape {value.shape}; expected one value per row')
+        out[name] = value
+    return out
 
 
 def _check_rows(fields: dict, path: str) -> None:

@@ -44,18 +44,42 @@ def normalized_score(env_name: str, returns):
 @functools.lru_cache(maxsize=None)
 def make_env(env_name: str, episode_length: int):
     """The MJX task `env_name` wrapped for training (see `VecEnv`)."""
-    from brax import envs as brax_envs
+    with _quiet_loading(), _models_on_this_process():
+        from brax import envs as brax_envs
 
+        env = brax_envs.get_environment(ENV_SPECS[env_name].brax_name, backend='mjx')
     from wsrl_mjx.envs.wrappers import VecEnv
 
-    spec = ENV_SPECS[env_name]
-    # mujoco warns on loading brax's assets (a deprecated compiler attribute); brax logs a missing
-    # optional GPU backend (warp). Neither concerns the MJX backend used here.
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    with warnings.catch_warnings(), _models_on_this_process():
-        warnings.simplefilter('ignore')
-        env = brax_envs.get_environment(spec.brax_name, backend='mjx')
     return VecEnv(env=env, episode_length=episode_length)
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silences what loading brax's MJX tasks prints that does not concern this project: mujoco.mjx's
+    import prints two lines to stdout when the optional GPU engine (warp) is not installed; MuJoCo's
+    compiler warns that brax's halfcheetah asset uses a deprecated attribute (`settotalmass`, still
+    applied); brax warns that it is unmaintained. Any other MuJoCo warning still reaches stderr."""
+    import io
+    import sys
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import mujoco
+        import mujoco.mjx  # noqa: F401
+
+    previous = mujoco.get_mju_user_warning()
+
+    def warn(message: str) -> None:
+        if 'settotalmass' not in message:
+            print(f'WARNING: {message}', file=sys.stderr)
+
+    mujoco.set_mju_user_warning(warn)
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ online phase, whose programs never take it (except the baselines that retain off
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Any, Callable
 
@@ -16,8 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from wsrl_mjx.envs.wrappers import Transition
-
-TRACES: collections.Counter = collections.Counter()
 
 
 @flax.struct.dataclass
@@ -64,7 +61,6 @@ class PretrainState:
 
 def run_chunk(state: PretrainState, data: OfflineData, update: Callable, batch_size: int, iterations: int):
     """`iterations` updates as one lax.scan; returns the state and the chunk-mean of each metric."""
-    TRACES['pretrain'] += 1
 
     def body(carry, _):
         key, sample_key, update_key = jax.random.split(carry.key, 3)

@@ -6,7 +6,6 @@ would run both branches.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Any
 
@@ -15,17 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from kernels.replay import ReplayBuffer, replay_init, replay_insert, replay_sample
-from wsrl_mjx.agents import cql, iql, sac
+from wsrl_mjx.agents import registry, sac
 from wsrl_mjx.pipeline import offline
 from wsrl_mjx.envs.wrappers import EnvState, Transition, VecEnv
 
 # Warmup action sources: the (frozen) policy's stochastic actions as WSRL does, or uniform random
 # actions as SAC from scratch does.
 WARMUP_POLICIES = ('policy', 'uniform')
-
-# How often each program body was traced (Python side effect at trace time): a program traced more
-# than once per shape recompiles, which the tests rule out.
-TRACES: collections.Counter = collections.Counter()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +34,19 @@ class OnlineSpec:
     offline_ratio: float = 0.0  # share of every batch drawn from the offline data (0: none is taken)
 
     @property
+    def algo_cfg(self):
+        """The update's own config: the SAC config, or the offline algorithm's."""
+        return self.agent if self.update == 'sac' else self.offline_cfg
+
+    @property
+    def critic_steps(self) -> int:
+        """Critic minibatches per env step: SAC's critic_steps (UTD), one for the offline algorithms."""
+        return registry.get(self.update).critic_steps(self.algo_cfg)
+
+    @property
     def batch_rows(self) -> int:
-        """Rows sampled per env step: critic_steps minibatches for SAC, one batch otherwise."""
-        return self.agent.critic_steps * self.agent.batch_size if self.update == 'sac' else self.agent.batch_size
+        """Rows sampled per env step: critic_steps minibatches of the batch size."""
+        return registry.get(self.update).batch_rows(self.algo_cfg)
 
 
 @flax.struct.dataclass
@@ -108,7 +113,7 @@ def mixed_batch(state: OnlineState, data, key: jax.Array, spec: OnlineSpec):
     if n_offline == 0:
         return batch, mc_return
     offline_batch, offline_mc = offline.sample(data, offline_key, n_offline)
-    steps = spec.agent.critic_steps if spec.update == 'sac' else 1
+    steps = spec.critic_steps
 
     def interleave(a, b):  # [steps * n_a] + [steps * n_b] -> steps minibatches of n_a + n_b rows
         a, b = a.reshape(steps, -1, *a.shape[1:]), b.reshape(steps, -1, *b.shape[1:])
@@ -122,12 +127,7 @@ def train_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, data=None):
     state, info = collect_step(state, env, spec, 'policy')
     key, sample_key, update_key = jax.random.split(state.key, 3)
     batch, mc_return = mixed_batch(state, data, sample_key, spec)
-    if spec.update == 'sac':
-        agent, losses = sac.update(state.agent, batch, update_key, spec.agent)
-    elif spec.update in ('cql', 'calql'):
-        agent, losses = cql.update(state.agent, batch, mc_return, update_key, spec.offline_cfg)
-    else:
-        agent, losses = iql.update(state.agent, batch, mc_return, update_key, spec.offline_cfg)
+    agent, losses = registry.get(spec.update).update(state.agent, batch, mc_return, update_key, spec.algo_cfg)
     return state.replace(agent=agent, key=key), info, losses
 
 
@@ -137,7 +137,6 @@ def run_chunk(state: OnlineState, env: VecEnv, spec: OnlineSpec, iterations: int
 
     data: the offline data (OfflineData) for the methods that keep it, else None.
     """
-    TRACES['train' if learn else 'warmup'] += 1
 
     def body(carry, _):
         if learn:

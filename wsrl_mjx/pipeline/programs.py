@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from wsrl_mjx import parallel
-from wsrl_mjx.agents import cql, iql, sac
+from wsrl_mjx.agents import registry, sac
 from wsrl_mjx.config import Schedule
 from wsrl_mjx.envs import make_env
 from wsrl_mjx.envs.wrappers import Transition
@@ -64,10 +64,8 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     evaluate_fn = functools.partial(evaluate.evaluate, env=env, cfg=spec.online.agent, episodes=spec.eval_episodes)
     # Not jitted: on 2-core CPUs one XLA program holding the ten members' orthogonal inits (batched QR
     # custom calls) never returned from execution. Op by op it takes a few seconds.
-    if spec.online.update == 'iql':  # IQL continued online keeps its own state (value network)
-        init_agent = jax.vmap(functools.partial(iql.init, cfg=spec.online.offline_cfg))
-    else:
-        init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.online.agent))
+    # An offline algorithm continued online keeps its own state (IQL's value network).
+    init_agent = jax.vmap(functools.partial(registry.get(spec.online.update).init, cfg=spec.online.algo_cfg))
     keys, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
 
     def chunk_program(fn, *shared):
@@ -91,9 +89,9 @@ def _compile_online_programs(spec: ProgramSpec) -> OnlinePrograms:
     )
 
 
-def _compile_init(init_agent, init, seeds: int, mesh):
-    """(keys shape, compiled init, state shape): init(keys [S], agent [S]) -> state, the seed axis
-    split over `mesh`; shapes carry the seed sharding (restore targets, inputs of later programs)."""
+def _init_shapes(init_agent, init, seeds: int, mesh):
+    """(keys shape, agent shape, jitted init, state shape) of init(keys [S], agent [S]) -> state, the
+    seed axis split over `mesh`; shapes carry the seed sharding (restore targets, program inputs)."""
     sharding = parallel.seed_sharding(mesh)
 
     def sharded(tree):
@@ -102,8 +100,13 @@ def _compile_init(init_agent, init, seeds: int, mesh):
     keys = sharded(jax.ShapeDtypeStruct((seeds,), jax.random.key(0).dtype))
     agent = sharded(jax.eval_shape(init_agent, keys))
     init_jit = jax.jit(parallel.per_seed(init, mesh, seeded=2))
-    state = sharded(jax.eval_shape(init_jit, keys, agent))
-    return keys, _compile(init_jit.lower(keys, agent), sharding, 2), state
+    return keys, agent, init_jit, sharded(jax.eval_shape(init_jit, keys, agent))
+
+
+def _compile_init(init_agent, init, seeds: int, mesh):
+    """(keys shape, compiled init, state shape), as _init_shapes, with init compiled."""
+    keys, agent, init_jit, state = _init_shapes(init_agent, init, seeds, mesh)
+    return keys, _compile(init_jit.lower(keys, agent), parallel.seed_sharding(mesh), 2), state
 
 
 def _compile(lowered, sharding, seeded: int):
@@ -151,18 +154,28 @@ class PretrainPrograms:
     data_sharding: jax.sharding.NamedSharding
 
 
-@functools.lru_cache(maxsize=4)
-def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
-    mesh = parallel.seed_mesh()
-    if spec.algo == 'iql':
-        init_agent = jax.vmap(functools.partial(iql.init, cfg=spec.algo_cfg))
-        update = functools.partial(iql.update, cfg=spec.algo_cfg)
-    else:
-        init_agent = jax.vmap(functools.partial(sac.init, cfg=spec.algo_cfg.sac))
-        update = functools.partial(cql.update, cfg=spec.algo_cfg)
+def _pretrain_parts(spec: PretrainSpec):
+    """(init_agent, init, update) of a pretraining algorithm."""
+    algorithm = registry.get(spec.algo)
+    init_agent = jax.vmap(functools.partial(algorithm.init, cfg=spec.algo_cfg))
+    update = functools.partial(algorithm.update, cfg=spec.algo_cfg)
 
     def init(key, agent):
         return offline.PretrainState(agent=agent, key=key, updates=jnp.zeros((), jnp.int32))
+
+    return init_agent, init, update
+
+
+def pretrain_state_shape(spec: PretrainSpec):
+    """The PretrainState's shapes and seed sharding (a restore target), without compiling anything."""
+    init_agent, init, _ = _pretrain_parts(spec)
+    return _init_shapes(init_agent, init, spec.seeds, parallel.seed_mesh())[3]
+
+
+@functools.lru_cache(maxsize=4)
+def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
+    mesh = parallel.seed_mesh()
+    init_agent, init, update = _pretrain_parts(spec)
 
     def chunk(state, data):
         return offline.run_chunk(state, data, update, spec.batch_size, spec.chunk_updates)

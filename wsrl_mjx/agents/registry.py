@@ -1,0 +1,61 @@
+"""The algorithms by name: what the pipeline needs of each, behind one signature.
+
+  init(key, cfg) -> state                                    the agent state of one seed
+  update(state, batch, mc_return, key, cfg, updates) -> (state, metrics)
+                                                             one update on a batch of batch_rows(cfg)
+  to_sac(state, sac_cfg) -> sac.SACState                     the hand-over to online SAC
+  sac(cfg) -> sac.SACConfig                                  the networks the state holds
+  critic_steps(cfg) -> int                                   critic minibatches per update
+
+`cfg` is the algorithm's own static config (sac.SACConfig, cql.CQLConfig, iql.IQLConfig). `mc_return`
+is the batch's Monte-Carlo returns (Cal-QL's bound; -inf where unknown), `updates` the pretraining's
+update counter (the behaviour-cloning start of CQL) or None online. Adding an algorithm is a module in
+agents/ and one entry here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from wsrl_mjx.agents import cql, iql, sac
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    init: Callable
+    update: Callable
+    to_sac: Callable
+    sac: Callable
+    critic_steps: Callable
+
+    def batch_rows(self, cfg) -> int:
+        """Rows one update takes: critic_steps minibatches of the batch size."""
+        return self.critic_steps(cfg) * self.sac(cfg).batch_size
+
+
+def _sac_update(state, batch, mc_return, key, cfg, updates=None):
+    del mc_return, updates  # SAC needs neither
+    return sac.update(state, batch, key, cfg)
+
+
+def _same(state, sac_cfg):
+    del sac_cfg
+    return state
+
+
+_CQL = Algorithm(init=lambda key, cfg: sac.init(key, cfg.sac), update=cql.update, to_sac=_same,
+                 sac=lambda cfg: cfg.sac, critic_steps=lambda cfg: 1)
+
+ALGORITHMS = {
+    # WSRL's online algorithm: ensemble SAC, critic_steps critic minibatches per update (UTD).
+    'sac': Algorithm(init=sac.init, update=_sac_update, to_sac=_same, sac=lambda cfg: cfg,
+                     critic_steps=lambda cfg: cfg.critic_steps),
+    'cql': _CQL,
+    'calql': _CQL,  # the CQLConfig says which (calql=True)
+    'iql': Algorithm(init=iql.init, update=iql.update, to_sac=iql.to_sac, sac=lambda cfg: cfg.sac,
+                     critic_steps=lambda cfg: 1),
+}
+
+
+def get(name: str) -> Algorithm:
+    return ALGORITHMS[name]
