@@ -130,11 +130,18 @@ def test_update_takes_every_gradient_before_the_step():
     updated, _ = jax.jit(lambda s, k: cql.update(s, batch, jnp.zeros(4), k, cfg))(state, key)
     critic_key, actor_key = jax.random.split(key)
     _, critic_tx, _ = sac.optimizers(cfg.sac)
-    critic, _, _ = sac.gradient_step(cql.critic_loss, critic_tx, state.critic, state.critic_opt, state.target_critic,
-                                     state.actor, networks.temperature_value(state.temperature), batch, jnp.zeros(4),
-                                     critic_key, cfg)
-    before, _ = sac.actor_temperature_step(state, batch, actor_key, cfg.sac)
-    after, _ = sac.actor_temperature_step(state.replace(critic=critic), batch, actor_key, cfg.sac)
+
+    @jax.jit  # one program for the step-by-step reference (op by op it takes half a minute on 2 cores)
+    def reference(state):
+        critic, _, _ = sac.gradient_step(cql.critic_loss, critic_tx, state.critic, state.critic_opt,
+                                         state.target_critic, state.actor,
+                                         networks.temperature_value(state.temperature), batch, jnp.zeros(4),
+                                         critic_key, cfg)
+        before, _ = sac.actor_temperature_step(state, batch, actor_key, cfg.sac)
+        after, _ = sac.actor_temperature_step(state.replace(critic=critic), batch, actor_key, cfg.sac)
+        return critic, before, after
+
+    critic, before, after = reference(state)
     chex.assert_trees_all_close(updated.critic, critic, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(updated.actor, before.actor, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(updated.temperature, before.temperature, rtol=1e-5, atol=1e-6)

@@ -224,7 +224,8 @@ def test_sigterm_without_checkpoints_says_nothing_was_saved(smoke_run, tmp_path,
         train.main(['train', '--config=configs/locomotion.py:smoke', '--config.checkpoint_interval=0', '--seeds=2',
                     f'--run_dir={tmp_path / "cli"}'])
     out, err = capsys.readouterr()
-    assert exited.value.code == 128 + signal.SIGTERM and 'nothing saved' in err and 'saved;' not in out + err
+    assert exited.value.code == 128 + signal.SIGTERM, (out, err)
+    assert 'nothing saved' in err and 'saved;' not in out + err
 
 
 def test_non_finite_metric_stops_the_run_and_names_it(smoke_run, tmp_path):

@@ -44,9 +44,10 @@ def test_curve_save_and_continue(smoke_run, tmp_path):
 
 
 def test_load_of_another_shape_is_one_error_line(smoke_run, tmp_path):
-    state = tmp_path / 'state'
-    assert screen(f'--out={tmp_path / "a.jsonl"}', f'--save={state}', '--save_at=40').returncode == 0
-    result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={state}', '--config.agent.critic_hidden=(16,16)')
+    # The smoke run's own pretrained agent (2 seeds, 32x32 critics) loaded into 16x16 critics.
+    run_dir = smoke_run[1]
+    result = screen(f'--out={tmp_path / "b.jsonl"}', f'--load={run_dir}', '--seeds=2',
+                    '--config.agent.critic_hidden=(16,16)')
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error: --load=') and "this run's state" in lines[0], result.stderr

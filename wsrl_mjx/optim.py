@@ -5,7 +5,7 @@ by a broadcast scalar into a multiplication by its reciprocal in some programs a
 did so in the one-device pretraining program and not in the same program partitioned over two devices
 (the two roundings differ by an ulp, and training then drifts apart). Taking the reciprocal here leaves
 XLA nothing to rewrite. (With the other two fixes, parallel.compiler_options and the package's XLA
-flag, a run is then equal bit for bit on one device and on two: README, "Known limits".)
+flag, a run is then equal bit for bit on one device and on two: docs/determinism.md.)
 
 The state is optax.adam's (ScaleByAdamState, EmptyState), so checkpoints of either restore into the other.
 """

@@ -74,6 +74,8 @@ def parse_args(argv: list[str]):
     from wsrl_mjx.config import ConfigError, base_config, validate
 
     argv = [_installed_config(arg) for arg in argv]
+    # config_flags reads the --config.<key> overrides from sys.argv, not from the list it is given.
+    saved_argv, sys.argv = sys.argv, argv
     try:
         flags.FLAGS(argv)
         cfg = _CONFIG.value
@@ -90,6 +92,8 @@ def parse_args(argv: list[str]):
         raise UsageError(f'unknown config key {key!r}; top-level keys: {allowed} (agent.* for the agent)') from None
     except ConfigError as e:
         raise UsageError(str(e)) from None
+    finally:
+        sys.argv = saved_argv
     seeds = _SEEDS.value
     if seeds < 1:
         raise UsageError(f'--seeds={seeds} is not allowed: a positive integer')
