@@ -248,3 +248,17 @@ def test_training_program_copies_nothing_buffer_sized():
     hlo = jax.jit(chunk, donate_argnums=0).lower(state).compile(parallel.compiler_options()).as_text()
     copies = [line.strip() for line in hlo.splitlines() if ' copy(' in line and str(capacity) in line]
     assert not copies, copies
+
+
+def test_iqm_and_its_stratified_bootstrap_hand_computed():
+    from wsrl_mjx.plot import iqm, stratified_bootstrap_iqm
+    assert iqm(np.arange(1.0, 9.0)) == 4.5  # 3, 4, 5, 6 of 1..8
+    assert iqm([[0.0, 100.0], [1.0, 2.0], [3.0, 4.0]]) == 2.5  # 6 values: 1 cut at each end
+    # Seeds constant within each task: a stratified sample redraws only equal values, so every sample
+    # equals the data and the interval shrinks to the point. Drawing across tasks would not.
+    scores = np.array([[0.0, 10.0, 20.0]] * 5)
+    assert stratified_bootstrap_iqm(scores, samples=200) == (10.0, 10.0, 10.0)
+    # Spread within a task widens it, around the estimate.
+    rng = np.random.default_rng(1)
+    value, low, high = stratified_bootstrap_iqm(rng.normal(50.0, 5.0, size=(5, 3)), samples=500)
+    assert low < value < high and high - low > 1.0

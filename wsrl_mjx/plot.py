@@ -1,10 +1,16 @@
-"""Curves: python -m wsrl_mjx.plot RUN_DIR [RUN_DIR ...] [--out FILE]
+"""Curves: python -m wsrl_mjx.plot RUN_DIR [RUN_DIR ...] [--out FILE] [--aggregate]
 
 Normalised score against online env steps, one line per run labelled with its method (mean over
 seeds, shaded +- one std), and a table of each run's offline score, score after warmup, lowest score
 from the start of the online phase on (the dip) and final score. A run with pretraining starts at
 step 0 with its offline score (the last evaluation of pretraining), so the dip after the start of
 fine-tuning shows. Each run's training also writes its own curves.png.
+
+--aggregate adds, per method, the interquartile mean (IQM) of the final scores over every seed of
+every task (dataset) with a 95% stratified-bootstrap interval, computed as rliable computes it:
+each bootstrap sample draws the seeds of each task with replacement from that task's own seeds
+(the task is the stratum), the interval is the 2.5 and 97.5 percentiles of the samples' IQMs. The
+run directories of one method are its tasks; every task of a method must have the same seed count.
 """
 from __future__ import annotations
 
@@ -18,6 +24,48 @@ from absl import app, flags
 from wsrl_mjx.cli import exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', 'curves.png', 'Output image (PNG).')
+_AGGREGATE = flags.DEFINE_bool('aggregate', False, 'Also print each method\'s IQM over tasks and seeds, with '
+                               'a 95% stratified-bootstrap interval.')
+_BOOTSTRAP = 2000  # bootstrap samples (rliable's default is 50,000; 2,000 settle the interval to ~0.1 here)
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all values: the mean of the sorted values with the lowest and the highest
+    quarter (rounded down, as scipy.stats.trim_mean cuts) left out."""
+    values = np.sort(np.asarray(scores, np.float64).reshape(-1))
+    cut = int(0.25 * values.size)
+    return float(values[cut:values.size - cut].mean())
+
+
+def stratified_bootstrap_iqm(scores: np.ndarray, samples: int = _BOOTSTRAP, seed: int = 0):
+    """(IQM, low, high) of scores [seeds, tasks]: each sample redraws, for every task separately, as
+    many seeds with replacement from that task's own; the 95% percentile interval of the samples' IQMs."""
+    scores = np.asarray(scores, np.float64)
+    runs, tasks = scores.shape
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, runs, size=(samples, runs, tasks))
+    drawn = scores[picks, np.arange(tasks)]  # [samples, runs, tasks]: task j keeps column j
+    values = np.sort(drawn.reshape(samples, -1), axis=1)
+    cut = int(0.25 * values.shape[1])
+    estimates = values[:, cut:values.shape[1] - cut].mean(axis=1)
+    low, high = np.percentile(estimates, [2.5, 97.5])
+    return iqm(scores), float(low), float(high)
+
+
+def aggregate_table(run_dirs: list[str]) -> str:
+    """Per method (config.json's), the IQM of the final scores over its runs (tasks) and their seeds."""
+    by_method: dict[str, list[np.ndarray]] = {}
+    for run_dir in run_dirs:
+        _, scores, _ = load_scores(run_dir)
+        by_method.setdefault(run_label(run_dir).split()[0], []).append(scores[-1])
+    lines = [f"{'method':<12} {'tasks':>5} {'seeds':>5} {'IQM':>7}  95% interval (stratified bootstrap)"]
+    for name, finals in by_method.items():
+        if len({len(f) for f in finals}) > 1:
+            raise ValueError(f'--aggregate: the runs of method {name} have different seed counts '
+                             f'({", ".join(str(len(f)) for f in finals)}): give each task the same seeds')
+        value, low, high = stratified_bootstrap_iqm(np.stack(finals, axis=1))
+        lines.append(f'{name:<12} {len(finals):>5} {len(finals[0]):>5} {value:7.1f}  [{low:.1f}, {high:.1f}]')
+    return '\n'.join(lines)
 
 
 def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -118,6 +166,8 @@ def main(argv):
     try:
         plot_runs(argv[1:], _OUT.value)
         print(score_table(argv[1:]))
+        if _AGGREGATE.value:
+            print(aggregate_table(argv[1:]))
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     print(f'wrote {_OUT.value}')
