@@ -29,12 +29,17 @@ _AGGREGATE = flags.DEFINE_bool('aggregate', False, 'Also print each method\'s IQ
 _BOOTSTRAP = 2000  # bootstrap samples (rliable's default is 50,000; 2,000 settle the interval to ~0.1 here)
 
 
-def iqm(scores: np.ndarray) -> float:
-    """Interquartile mean of all values: the mean of the sorted values with the lowest and the highest
+def _row_iqms(values: np.ndarray) -> np.ndarray:
+    """Interquartile mean of each row: the mean of its sorted values with the lowest and the highest
     quarter (rounded down, as scipy.stats.trim_mean cuts) left out."""
-    values = np.sort(np.asarray(scores, np.float64).reshape(-1))
-    cut = int(0.25 * values.size)
-    return float(values[cut:values.size - cut].mean())
+    values = np.sort(values, axis=1)
+    cut = int(0.25 * values.shape[1])
+    return values[:, cut:values.shape[1] - cut].mean(axis=1)
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all values."""
+    return float(_row_iqms(np.asarray(scores, np.float64).reshape(1, -1))[0])
 
 
 def stratified_bootstrap_iqm(scores: np.ndarray, samples: int = _BOOTSTRAP, seed: int = 0):
@@ -45,10 +50,7 @@ def stratified_bootstrap_iqm(scores: np.ndarray, samples: int = _BOOTSTRAP, seed
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, runs, size=(samples, runs, tasks))
     drawn = scores[picks, np.arange(tasks)]  # [samples, runs, tasks]: task j keeps column j
-    values = np.sort(drawn.reshape(samples, -1), axis=1)
-    cut = int(0.25 * values.shape[1])
-    estimates = values[:, cut:values.shape[1] - cut].mean(axis=1)
-    low, high = np.percentile(estimates, [2.5, 97.5])
+    low, high = np.percentile(_row_iqms(drawn.reshape(samples, -1)), [2.5, 97.5])
     return iqm(scores), float(low), float(high)
 
 
