@@ -203,8 +203,7 @@ def test_collect_bad_input_one_line_exit_2_no_file(tmp_path, args, named):
 def test_cached_dataset_name_changes_with_the_shipped_policies(tmp_path, monkeypatch):
     import shutil
 
-    from wsrl_mjx import collect
-    from wsrl_mjx.data import registry
+    from wsrl_mjx.data import collect, registry
 
     shutil.copy(os.path.join(collect.POLICY_DIR, 'halfcheetah_medium.npz'), tmp_path / 'halfcheetah_medium.npz')
     monkeypatch.setattr(collect, 'POLICY_DIR', str(tmp_path))
@@ -223,7 +222,7 @@ def test_cached_dataset_name_changes_with_the_shipped_policies(tmp_path, monkeyp
     (10, 64, 10),  # never more envs than steps
 ])
 def test_envs_for_splits_into_whole_episodes(steps, bound, envs):
-    from wsrl_mjx.collect import envs_for
+    from wsrl_mjx.data.collect import envs_for
 
     assert envs_for(steps, bound) == envs
 

@@ -13,6 +13,7 @@ import ml_collections
 from wsrl_mjx.agents.sac import SACConfig
 from wsrl_mjx.envs.registry import ENV_SPECS
 from wsrl_mjx.pipeline.online import WARMUP_POLICIES
+from wsrl_mjx.pipeline.programs import Schedule
 
 MATMUL_DTYPES = ('float32', 'bfloat16')
 
@@ -146,7 +147,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'one of auto, {", ".join(WARMUP_POLICIES)}')
     _require(isinstance(cfg.dataset, str) and cfg.dataset != '', 'dataset', cfg.dataset,
              '<env>-<level> or the path of an HDF5 file')
-    from wsrl_mjx.collect import LEVELS
+    from wsrl_mjx.data.collect import LEVELS
     from wsrl_mjx.data.registry import parse_name
 
     named = parse_name(cfg.dataset)
@@ -156,7 +157,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
              f'<env>-<level> (levels: {", ".join(LEVELS)}) or an .hdf5/.h5 file')
     if named is not None and uses_dataset(cfg):  # generated here: the behaviour policies must be shipped
-        from wsrl_mjx.collect import available_levels
+        from wsrl_mjx.data.collect import available_levels
 
         levels = available_levels(named[0])
         _require(named[1] in levels, 'dataset', cfg.dataset,
@@ -209,15 +210,6 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'the warmup steps ({k}) + a multiple of log_interval={cfg.log_interval}')
     for key in ('eval_interval', 'checkpoint_interval'):
         _require(cfg[key] % cfg.log_interval == 0, key, cfg[key], f'a multiple of log_interval={cfg.log_interval}')
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """How a run's transitions split into compiled programs (all counts per seed)."""
-    warmup_iterations: int  # env steps (of all num_envs envs) in the warmup program
-    chunk_iterations: int  # env steps per training chunk
-    chunks: int
-    eval_every_chunks: int
 
 
 def schedule(cfg) -> Schedule:

@@ -1,4 +1,4 @@
-"""Datasets by name: '<env>-<level>' is generated with wsrl_mjx.collect on first use and cached.
+"""Datasets by name: '<env>-<level>' is generated (wsrl_mjx.data.collect) on first use and cached.
 
 Cache: $WSRL_MJX_DATASETS, default ~/.cache/wsrl_mjx/datasets; files are named
 <env>-<level>-n<size>-s<seed>-p<policies>.hdf5, where <policies> is a digest of the behaviour-policy
@@ -18,7 +18,7 @@ def cache_dir() -> str:
 
 def _policies_digest(env: str) -> str:
     """8 hex digits over the bytes of every policy file shipped for `env` (none: the empty digest)."""
-    from wsrl_mjx.collect import shipped_policies
+    from wsrl_mjx.data.collect import shipped_policies
 
     digest = hashlib.sha256()
     for name, path in sorted(shipped_policies(env).items()):
@@ -29,7 +29,7 @@ def _policies_digest(env: str) -> str:
 
 def parse_name(name: str) -> tuple[str, str] | None:
     """(env, level) of a dataset name, or None when `name` is not one (then it is a file path)."""
-    from wsrl_mjx.collect import LEVELS
+    from wsrl_mjx.data.collect import LEVELS
     from wsrl_mjx.envs.registry import ENV_SPECS
 
     env, _, level = name.partition('-')
@@ -44,7 +44,7 @@ def resolve(name: str, size: int, seed: int = 0, quiet: bool = False) -> str:
     env, level = parsed
     path = os.path.join(cache_dir(), f'{name}-n{size}-s{seed}-p{_policies_digest(env)}.hdf5')
     if not os.path.exists(path):
-        from wsrl_mjx.collect import collect
+        from wsrl_mjx.data.collect import collect
         from wsrl_mjx.data.dataset import write_hdf5
 
         if not quiet:

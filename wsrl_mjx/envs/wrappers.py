@@ -1,6 +1,6 @@
-"""One environment step for training and evaluation, shared by every phase.
+"""One environment step for training, evaluation and dataset collection, shared by every phase.
 
-`VecEnv.step` advances a batch of envs, counts the episode clock, and resets finished envs with a
+`rollout_step` is the one "act, then step the envs" of the package. `VecEnv.step` advances a batch of envs, counts the episode clock, and resets finished envs with a
 fresh random initial state. The transition it returns carries the TRUE final observation of a
 finished episode as `next_observation` (brax's AutoResetWrapper would overwrite it with the reset
 one), and `mask = 1 - terminal`: a time-limit truncation still bootstraps.
@@ -96,3 +96,22 @@ class VecEnv:
         )
         info = StepInfo(done=done, episode_return=jnp.where(done, episode_return, 0.0))
         return next_state, transition, info
+
+
+def rollout_step(env: VecEnv, state: EnvState, act, key: jax.Array):
+    """Act, then step every env: the rollout step of online training, evaluation and collection.
+
+    act(observation [num_envs, obs_dim], key) -> action [num_envs, act_dim] in [-1, 1]: a policy's
+    sample, its greedy mean (which ignores the key) or `uniform_policy`. key is split into the key to
+    carry on, the action's key and the resets' key. Returns (key, env state, transition, info).
+    """
+    key, action_key, reset_key = jax.random.split(key, 3)
+    action = act(state.observation, action_key)
+    state, transition, info = env.step(state, action, reset_key)
+    return key, state, transition, info
+
+
+def uniform_policy(act_dim: int):
+    """Uniform random actions in [-1, 1], one row per observation: SAC's and the random level's warmup."""
+    return lambda observation, key: jax.random.uniform(key, (observation.shape[0], act_dim), minval=-1.0,
+                                                       maxval=1.0)

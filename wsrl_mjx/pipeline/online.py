@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from kernels.replay import ReplayBuffer, replay_init, replay_insert, replay_sample
 from wsrl_mjx.agents import registry, sac
 from wsrl_mjx.pipeline import offline
-from wsrl_mjx.envs.wrappers import EnvState, Transition, VecEnv
+from wsrl_mjx.envs.wrappers import EnvState, Transition, VecEnv, rollout_step, uniform_policy
 
 # Warmup action sources: the (frozen) policy's stochastic actions as WSRL does, or uniform random
 # actions as SAC from scratch does.
@@ -85,13 +85,11 @@ def init_state(key: jax.Array, agent, env: VecEnv, spec: OnlineSpec) -> OnlineSt
 
 def collect_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, policy: str):
     """One step of all envs with actions from `policy`, stored in the buffer."""
-    key, action_key, reset_key = jax.random.split(state.key, 3)
-    observation = state.env.observation
     if policy == 'uniform':
-        action = jax.random.uniform(action_key, (spec.num_envs, spec.agent.act_dim), minval=-1.0, maxval=1.0)
+        act = uniform_policy(spec.agent.act_dim)
     else:
-        action, _ = sac.sample_action(state.agent.actor, observation, action_key, spec.agent)
-    env_state, transition, info = env.step(state.env, action, reset_key)
+        act = lambda observation, key: sac.sample_action(state.agent.actor, observation, key, spec.agent)[0]
+    key, env_state, transition, info = rollout_step(env, state.env, act, state.key)
     state = state.replace(
         env=env_state,
         buffer=replay_insert(state.buffer, transition),

@@ -14,10 +14,18 @@ import jax.numpy as jnp
 
 from wsrl_mjx import parallel
 from wsrl_mjx.agents import registry, sac
-from wsrl_mjx.config import Schedule
 from wsrl_mjx.envs import make_env
 from wsrl_mjx.envs.wrappers import Transition
 from wsrl_mjx.pipeline import evaluate, offline, online
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a run's transitions split into compiled programs (all counts per seed)."""
+    warmup_iterations: int  # env steps (of all num_envs envs) in the warmup program
+    chunk_iterations: int  # env steps per training chunk
+    chunks: int
+    eval_every_chunks: int
 
 
 @dataclasses.dataclass(frozen=True)
