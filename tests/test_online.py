@@ -18,6 +18,7 @@ from wsrl_mjx import parallel, train
 from wsrl_mjx.agents import sac
 from wsrl_mjx.config import schedule
 from wsrl_mjx.envs.wrappers import StepInfo, Transition
+from wsrl_mjx.experiment import Experiment
 from wsrl_mjx.pipeline import offline, online
 from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs
 
@@ -90,8 +91,8 @@ def test_runs_of_other_lengths_share_the_compiled_programs(smoke_run):
     longer.online_steps += 10 * cfg.log_interval
     longer.eval_interval *= 2
     assert schedule(longer) != schedule(cfg)
-    assert (compile_online_programs(train.program_spec(longer, 2, len(dataset)))
-            is compile_online_programs(train.program_spec(cfg, 2, len(dataset))))
+    assert (compile_online_programs(Experiment.from_config(longer, 2, len(dataset)).spec)
+            is compile_online_programs(Experiment.from_config(cfg, 2, len(dataset)).spec))
 
 
 def test_buffer_holds_every_online_transition_and_no_offline_data(smoke_run):
@@ -105,15 +106,14 @@ def test_buffer_holds_every_online_transition_and_no_offline_data(smoke_run):
 
 def test_hand_over_keeps_the_pretrained_agent_bit_for_bit(smoke_run):
     cfg, _, _, _, dataset = smoke_run
-    spec = train.program_spec(cfg, 2, len(dataset))
-    pspec = train.pretrain_spec(cfg, 2, len(dataset))
-    progs, pprogs = compile_online_programs(spec), compile_pretrain_programs(pspec)
-    run_key, agent_key, _, pretrain_key = train.seed_keys(cfg, 2)
+    experiment = Experiment.from_config(cfg, 2, len(dataset))
+    progs, pprogs = compile_online_programs(experiment.spec), compile_pretrain_programs(experiment.pretrain_spec)
+    run_key, agent_key, _, pretrain_key = experiment.keys()
     data = offline.from_dataset(dataset, cfg.agent.discount, sharding=pprogs.data_sharding)
     state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
     state, _ = pprogs.train(state, data)
     pretrained = jax.tree.map(np.asarray, state.agent)
-    online_state = train.hand_over(state, progs, run_key, spec, pspec)
+    online_state = experiment.hand_over(state, progs, run_key)
     data.delete()
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(data))
     for a, b in zip(jax.tree.leaves(pretrained), jax.tree.leaves(online_state.agent), strict=True):

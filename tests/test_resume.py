@@ -23,7 +23,9 @@ import pytest
 from conftest import REPO
 from wsrl_mjx import train
 from wsrl_mjx.checkpoint import Checkpointer
+from wsrl_mjx.experiment import Experiment
 from wsrl_mjx.pipeline.programs import compile_online_programs
+from wsrl_mjx.runner import StopFlag
 
 TIMING = ('env_steps_per_s', 'updates_per_s')
 
@@ -39,7 +41,7 @@ def metrics(run_dir):
 
 
 def restore_final(cfg, run_dir, seeds=2):
-    progs = compile_online_programs(train.program_spec(cfg, seeds))
+    progs = compile_online_programs(Experiment.from_config(cfg, seeds).spec)
     checkpointer = Checkpointer(run_dir)
     step = checkpointer.latest_step()
     (state, _), host = checkpointer.restore(step, (progs.state_shape, progs.state_shape.key))
@@ -189,7 +191,7 @@ def test_pretrained_from_another_pretraining_is_refused(smoke_run, tmp_path, arg
     assert not run_dir.exists()
 
 
-class _StopAfterChecks(train._StopFlag):
+class _StopAfterChecks(StopFlag):
     """SIGTERM as the run sees it: `requested` turns true at the third time the run looks."""
 
     def __init__(self):
@@ -210,9 +212,8 @@ def test_sigterm_without_checkpoints_says_nothing_was_saved(smoke_run, tmp_path,
     cfg, _, _, _, dataset = smoke_run
     cfg = copy.deepcopy(cfg)
     cfg.checkpoint_interval = 0
-    monkeypatch.setattr(train, '_StopFlag', _StopAfterChecks)
     with pytest.raises(train.Preempted) as stopped:
-        train.run(cfg, 2, str(tmp_path / 'run'), quiet=True, dataset=dataset)
+        train.run(cfg, 2, str(tmp_path / 'run'), quiet=True, dataset=dataset, stop=_StopAfterChecks())
     assert not stopped.value.saved and not (tmp_path / 'run' / 'checkpoints').exists()
 
     # What the CLI makes of it: one error line, the exit status of a SIGTERM, no "checkpoint saved".

@@ -85,15 +85,15 @@ def wsrl_config(steps: int, buffer_capacity: int = 10_000, preset: str = 'paper'
 def fused_timer(cfg, steps: int, seeds: int):
     """(time one chunk of `steps` env steps of the fused program, its state, compile seconds). The state
     is the program's input: the first timed chunk donates it, so read it before that."""
-    from wsrl_mjx import train
-
     import jax
 
+    from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline.programs import compile_online_programs
 
     tic = time.perf_counter()
-    progs = compile_online_programs(train.program_spec(cfg, seeds=seeds))
-    run_key, agent_key = train.seed_keys(cfg, seeds)[:2]
+    experiment = Experiment.from_config(cfg, seeds)
+    progs = compile_online_programs(experiment.spec)
+    run_key, agent_key = experiment.keys()[:2]
     state = progs.init(run_key, progs.init_agent(agent_key))
     compile_s = time.perf_counter() - tic
     state, _ = progs.warmup(state)
@@ -222,9 +222,8 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int, cfg=None, 
     another in each round with the matmul rate beside them; each figure is its best round. (On a shared
     VM the speed of a few seconds' work drifts by 10-20% and more: interleaving puts every figure under
     the same drift, and the best round is the one least slowed by neighbours.)"""
-    from wsrl_mjx import train
-
     from wsrl_mjx.agents.sac import update_flops
+    from wsrl_mjx.experiment import Experiment
 
     cfg = wsrl_config(steps, buffer_capacity, cfg=cfg)
     info = device_info()
@@ -232,7 +231,7 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int, cfg=None, 
           f"{rounds} round(s), buffer of {buffer_capacity}", flush=True)
     fused, state, compile_s = fused_timer(cfg, steps, seeds)
     print(f'compiled the fused program in {compile_s:.0f} s', flush=True)
-    agent_cfg = train.program_spec(cfg, seeds).online.agent
+    agent_cfg = Experiment.from_config(cfg, seeds).spec.online.agent
     updates_only, updates_compile_s = updates_only_timer(agent_cfg, state, steps, seeds)
     timers = {'fused': fused, 'updates_only': updates_only}
     compile_seconds = {'fused': compile_s, 'updates_only': updates_compile_s}
@@ -298,13 +297,12 @@ def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
     sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
     its behaviour-cloning actor term), one seed, on a synthetic dataset of 100k rows shaped like the
     config's env (the update's cost does not depend on the data's values)."""
-    from wsrl_mjx import train
-
     import jax
     import numpy as np
 
     from wsrl_mjx.data.dataset import Dataset
     from wsrl_mjx.envs.registry import ENV_SPECS
+    from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline import offline as offline_pipeline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
@@ -327,8 +325,9 @@ def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
         cfg.pretrain.eval_interval = steps
         cfg.pretrain.bc_steps = min(cfg.pretrain.bc_steps, steps)
         tic = time.perf_counter()
-        progs = compile_pretrain_programs(train.pretrain_spec(cfg, 1, n))
-        _, agent_key, _, pretrain_key = train.seed_keys(cfg, 1)
+        experiment = Experiment.from_config(cfg, 1, n)
+        progs = compile_pretrain_programs(experiment.pretrain_spec)
+        _, agent_key, _, pretrain_key = experiment.keys()
         data = offline_pipeline.from_dataset(dataset, cfg.agent.discount, sharding=progs.data_sharding)
         state = progs.init(pretrain_key, progs.init_agent(agent_key))
         state, _ = progs.train(state, data)  # first call: caches warm
@@ -350,20 +349,20 @@ def checkpoint(steps: int) -> dict:
     networks), and the online phase's slowdown with checkpoints on versus off: a chunk of `steps` env
     steps with a save started after it (asynchronous: the next chunk overlaps the writes), against the
     same chunks without saves."""
-    from wsrl_mjx import train
-
     import shutil
     import tempfile
 
     import jax
 
     from wsrl_mjx.checkpoint import Checkpointer
+    from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline.programs import compile_online_programs
 
     cfg = wsrl_config(steps)
     cfg.buffer_capacity = 1_000_000
-    progs = compile_online_programs(train.program_spec(cfg, seeds=1))
-    run_key, agent_key = train.seed_keys(cfg, 1)[:2]
+    experiment = Experiment.from_config(cfg, 1)
+    progs = compile_online_programs(experiment.spec)
+    run_key, agent_key = experiment.keys()[:2]
     state = progs.init(run_key, progs.init_agent(agent_key))
     # Full buffer: the bytes of a save do not depend on the values, only on the capacity.
     state = state.replace(buffer=state.buffer.replace(size=state.buffer.size * 0 + cfg.buffer_capacity))

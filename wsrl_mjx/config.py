@@ -7,6 +7,7 @@ programs) are computed here and never written back into the config.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import ml_collections
 
@@ -110,6 +111,11 @@ _METHOD_TABLE = {
 }
 METHODS = tuple(_METHOD_TABLE)
 PRETRAIN_ALGOS = ('cql', 'calql', 'iql')
+
+
+def json_config(cfg) -> dict:
+    """The config as plain JSON values (tuples become lists), for config.json and comparisons."""
+    return json.loads(json.dumps(cfg.to_dict(), default=list))
 
 
 def method(cfg) -> Method:

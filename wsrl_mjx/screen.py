@@ -29,6 +29,7 @@ from absl import flags
 
 from wsrl_mjx import train
 from wsrl_mjx.cli import exit_on_help, fail
+from wsrl_mjx.runner import PRETRAINED, save_pretrained
 
 # --config (default: the default preset) and --seeds are train's own flags, parsed by train.parse_args.
 _OUT = flags.DEFINE_string('out', None, 'Write the curve here (JSON lines).')
@@ -65,7 +66,9 @@ def main(argv: list[str]) -> None:
     import numpy as np
 
     from wsrl_mjx.checkpoint import Checkpointer, CheckpointMismatch
+    from wsrl_mjx.config import json_config
     from wsrl_mjx.envs import make_env, normalized_score
+    from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline import evaluate, offline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
@@ -75,18 +78,19 @@ def main(argv: list[str]) -> None:
     except train.UsageError as e:
         fail(str(e))
     p = cfg.pretrain
-    spec = train.pretrain_spec(cfg, seeds, len(dataset))
+    experiment = Experiment.from_config(cfg, seeds, len(dataset))
+    spec = experiment.pretrain_spec
     env = make_env(cfg.env, cfg.episode_length)
     tic = time.perf_counter()
     progs = compile_pretrain_programs(spec)
     evaluate_fn = jax.jit(jax.vmap(functools.partial(evaluate.evaluate, env=env, cfg=spec.algo_cfg.sac,
                                                      episodes=_EPISODES.value)))
-    _, agent_key, eval_key, pretrain_key = train.seed_keys(cfg, seeds)
+    _, agent_key, eval_key, pretrain_key = experiment.keys()
     state = progs.init(pretrain_key, progs.init_agent(agent_key))
     if _LOAD.value:
-        if not os.path.isdir(os.path.join(_LOAD.value, train.PRETRAINED)):
-            fail(f'--load={_LOAD.value}: no {train.PRETRAINED}/ directory there (written by --save or by a run)')
-        checkpoints = Checkpointer(_LOAD.value, subdir=train.PRETRAINED)
+        if not os.path.isdir(os.path.join(_LOAD.value, PRETRAINED)):
+            fail(f'--load={_LOAD.value}: no {PRETRAINED}/ directory there (written by --save or by a run)')
+        checkpoints = Checkpointer(_LOAD.value, subdir=PRETRAINED)
         step = checkpoints.latest_step()
         if step is None:
             fail(f'--load={_LOAD.value}: no finished save in {checkpoints.directory}')
@@ -126,9 +130,9 @@ def main(argv: list[str]) -> None:
             out.write(json.dumps(record) + '\n')
             out.flush()
             if _SAVE.value and step == _SAVE_AT.value:
-                config = train.json_config(cfg)  # the run of `step` updates that computes this state
+                config = json_config(cfg)  # the run of `step` updates that computes this state
                 config['pretrain'] = {**config['pretrain'], 'steps': step, 'bc_steps': min(p.bc_steps, step)}
-                train.save_pretrained(_SAVE.value, (state, eval_key), config, seeds, records, seconds)
+                save_pretrained(_SAVE.value, (state, eval_key), config, seeds, records, seconds)
 
 
 if __name__ == '__main__':
