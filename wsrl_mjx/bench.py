@@ -30,7 +30,7 @@ import time
 
 from absl import flags
 
-from wsrl_mjx.cli import exit_on_help, fail
+from wsrl_mjx.cli import UsageError, exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
@@ -422,14 +422,18 @@ def main(argv: list[str]) -> None:
     overrides = [a[len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
     if not given:  # the paper preset; --config.<key> flags apply to whichever preset it is
         argv = [argv[0], f'--config={PAPER}', *argv[1:]]
-    # train's --config (with its --config.<key> overrides, which ml_collections reads from sys.argv when
-    # the flag is defined, on import) and --seeds serve here too.
+    for arg in argv[1:]:
+        name = arg.lstrip('-').split('=')[0]
+        if arg.startswith('--') and name.removeprefix('no') in _RUN_FLAGS:
+            fail(f'--{name}: a flag of python -m wsrl_mjx.train that no benchmark takes')
+    # --config (with its --config.<key> overrides, which ml_collections reads from sys.argv) and --seeds
+    # are the flags train has too.
     sys.argv = argv
-    from wsrl_mjx import train
+    from wsrl_mjx import entry
 
     try:
-        cfg, seeds, _, _ = train.parse_args(argv)  # train's flags, validation and one-line errors
-    except train.UsageError as e:
+        cfg, seeds = entry.parse_config(argv)  # train's config flags, validation and one-line errors
+    except UsageError as e:
         fail(str(e))
     names = [a for a in argv[1:] if not a.startswith('-')]
     if len(names) != 1 or names[0] not in BENCHES:
@@ -443,9 +447,6 @@ def main(argv: list[str]) -> None:
     for name in ('rounds', 'buffer_capacity'):
         if flags.FLAGS[name].present and bench != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
-    for name in _RUN_FLAGS:
-        if flags.FLAGS[name].present:
-            fail(f'--{name}: a flag of python -m wsrl_mjx.train that no benchmark takes')
     if (given or overrides) and bench == 'checkpoint':
         fail('--config: the checkpoint benchmark times the paper sizes only')
     preset = next((a.split(':', 1)[-1] for a in argv[1:] if a.startswith('--config=')), 'paper')

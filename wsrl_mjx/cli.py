@@ -7,6 +7,10 @@ from typing import NoReturn
 HELP_FLAGS = ('-h', '--help', '--helpshort', '--helpfull')
 
 
+class UsageError(Exception):
+    """Bad input, whichever entry point got it: reported as one line on stderr with exit code 2 (`fail`)."""
+
+
 def fail(message: str) -> NoReturn:
     print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
@@ -18,6 +22,11 @@ def exit_on_help(argv: list[str], usage: str) -> None:
         return
     from absl import flags
 
-    listing = flags.FLAGS.main_module_help().strip().split('\n', 1)[-1]  # without its heading (a file path)
-    print(f'{usage.strip()}\n\nflags:\n{listing}')
+    def listing(help_text: str) -> str:  # without its heading (a module's name or file path)
+        return help_text.strip().split('\n', 1)[-1]
+
+    # The entry point's own flags, then those it shares from the package (--config and --seeds).
+    shared = [m for m in flags.FLAGS.flags_by_module_dict() if m.startswith('wsrl_mjx.')]
+    text = '\n'.join([listing(flags.FLAGS.main_module_help())] + [listing(flags.FLAGS.module_help(m)) for m in shared])
+    print(f'{usage.strip()}\n\nflags:\n{text}')
     sys.exit(0)

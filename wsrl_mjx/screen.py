@@ -27,11 +27,11 @@ import time
 
 from absl import flags
 
-from wsrl_mjx import train
-from wsrl_mjx.cli import exit_on_help, fail
+from wsrl_mjx import entry
+from wsrl_mjx.cli import UsageError, exit_on_help, fail
 from wsrl_mjx.runner import PRETRAINED, save_pretrained
 
-# --config (default: the default preset) and --seeds are train's own flags, parsed by train.parse_args.
+# --config (default: the default preset) and --seeds are the flags train has too (wsrl_mjx.entry).
 _OUT = flags.DEFINE_string('out', None, 'Write the curve here (JSON lines).')
 _EPISODES = flags.DEFINE_integer('episodes', 10, 'Deterministic episodes per evaluation and seed.')
 _SAVE = flags.DEFINE_string('save', None, 'Checkpoint the pretraining state into this directory (with --save_at).')
@@ -44,8 +44,8 @@ def main(argv: list[str]) -> None:
     from wsrl_mjx.config import method
 
     try:
-        cfg, seeds, _, _ = train.parse_args(argv)  # the same flags, validation and error lines as train's
-    except train.UsageError as e:
+        cfg, seeds = entry.parse_config(argv)  # the same flags, validation and error lines as train's
+    except UsageError as e:
         fail(str(e))
     if not _OUT.value:
         fail('--out is required: the JSON-lines file of the curve')
@@ -72,10 +72,10 @@ def main(argv: list[str]) -> None:
     from wsrl_mjx.pipeline import evaluate, offline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
-    train.enable_compilation_cache()
+    entry.enable_compilation_cache()
     try:
-        dataset = train.load_dataset(cfg, quiet=True)
-    except train.UsageError as e:
+        dataset = entry.load_dataset(cfg, quiet=True)
+    except UsageError as e:
         fail(str(e))
     p = cfg.pretrain
     experiment = Experiment.from_config(cfg, seeds, len(dataset))

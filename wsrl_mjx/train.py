@@ -17,41 +17,19 @@ never sees a transition. Bad input: one line on stderr, exit code 2, nothing wri
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from absl import flags
-from ml_collections import config_flags
 
-from wsrl_mjx.cli import exit_on_help, fail
+from wsrl_mjx.cli import UsageError, exit_on_help, fail
+from wsrl_mjx.entry import enable_compilation_cache, load_dataset, parse_config
 from wsrl_mjx.runner import PRETRAINED, Diverged, Preempted
 
-# The presets, installed as wsrl_mjx.configs from the repository's configs/ (pyproject.toml).
-CONFIG_DIR = os.path.dirname(importlib.util.find_spec('wsrl_mjx.configs').origin)
-DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'locomotion.py')
-
-
-def _installed_config(arg: str) -> str:
-    """--config=configs/<file>.py[:preset] names the installed preset file when the working directory
-    has no such file (a run started outside the repository)."""
-    if not arg.startswith('--config='):
-        return arg
-    path, colon, preset = arg[len('--config='):].partition(':')
-    name = os.path.normpath(path)
-    if not os.path.exists(path) and os.path.dirname(name) == 'configs':
-        installed = os.path.join(CONFIG_DIR, os.path.basename(name))
-        if os.path.exists(installed):
-            return f'--config={installed}{colon}{preset}'
-    return arg
-
-_CONFIG = config_flags.DEFINE_config_file('config', f'{DEFAULT_CONFIG}:default', 'Config file and preset.')
 _RUN_DIR = flags.DEFINE_string('run_dir', None, 'Run directory (default runs/<name>-<timestamp>).')
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program and split over devices.')
 _QUIET = flags.DEFINE_bool('quiet', False, 'No progress bar.')
 _RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in --run_dir from its latest checkpoint.')
 _PRETRAINED_FROM = flags.DEFINE_string(
@@ -63,41 +41,12 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of a mul
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.')
 
 
-class UsageError(Exception):
-    """Bad input: reported as one line on stderr with exit code 2."""
-
-
 def parse_args(argv: list[str]):
     """Parses flags and validates the config; raises UsageError with one line on bad input.
 
     Returns (config, seeds, run_dir, resume).
     """
-    from wsrl_mjx.config import ConfigError, base_config, validate
-
-    argv = [_installed_config(arg) for arg in argv]
-    # config_flags reads the --config.<key> overrides from sys.argv, not from the list it is given.
-    saved_argv, sys.argv = sys.argv, argv
-    try:
-        flags.FLAGS(argv)
-        cfg = _CONFIG.value
-        validate(cfg)
-    except flags.Error as e:  # unknown flag, bad value, or the config file raised (unknown preset)
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise UsageError(lines[0] if len(lines) == 1 else f'{lines[0].split(":")[0]}: {lines[-1]}') from None
-    except OSError as e:  # config file missing or unreadable
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        raise UsageError(f'--config: {lines[-1]}') from None
-    except (KeyError, AttributeError) as e:  # --config.<key> that the config does not have
-        key = str(e).strip("'\"")
-        allowed = ', '.join(k for k in base_config().keys())
-        raise UsageError(f'unknown config key {key!r}; top-level keys: {allowed} (agent.* for the agent)') from None
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
-    finally:
-        sys.argv = saved_argv
-    seeds = _SEEDS.value
-    if seeds < 1:
-        raise UsageError(f'--seeds={seeds} is not allowed: a positive integer')
+    cfg, seeds = parse_config(argv)  # --config, its --config.<key> overrides, --seeds and every other flag
     if _RESUME.value and _PRETRAINED_FROM.value:
         raise UsageError('--pretrained_from starts a new run and --resume continues one: give one of them')
     if _RESUME.value:
@@ -223,38 +172,6 @@ def read_pretrained(source: str, cfg, seeds: int) -> dict:
         raise UsageError(f'--pretrained_from={source}: --seeds={seeds} differs from {host["seeds"]}, the seeds it '
                          f'pretrained')
     return {**host, 'source': os.path.abspath(source), 'step': step}
-
-
-def enable_compilation_cache() -> None:
-    """Persists compiled programs (XLA:CPU takes minutes on MJX programs; a rerun then loads them).
-
-    Directory: $WSRL_MJX_COMPILATION_CACHE, default ~/.cache/wsrl_mjx/xla; an empty value turns it off.
-    """
-    import jax
-
-    path = os.environ.get('WSRL_MJX_COMPILATION_CACHE', os.path.join(Path.home(), '.cache', 'wsrl_mjx', 'xla'))
-    if path:
-        jax.config.update('jax_compilation_cache_dir', path)
-        jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-        jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-
-
-def load_dataset(cfg, quiet: bool = False):
-    """The run's offline dataset (generated on first use for a name), validated against the env;
-    None for methods that use none. Raises UsageError on a bad file."""
-    from wsrl_mjx.config import uses_dataset
-    from wsrl_mjx.data import registry
-    from wsrl_mjx.data.dataset import DatasetError, load
-    from wsrl_mjx.envs.registry import ENV_SPECS
-
-    if not uses_dataset(cfg):
-        return None
-    spec = ENV_SPECS[cfg.env]
-    path = registry.resolve(cfg.dataset, cfg.dataset_size, quiet=quiet)
-    try:
-        return load(path, spec.obs_dim, spec.act_dim)
-    except DatasetError as e:
-        raise UsageError(f'config.dataset: {e}') from None
 
 
 def run(cfg, seeds: int, run_dir: str, quiet: bool = False, resume: bool = False, dataset=None,
