@@ -244,15 +244,6 @@ def sac_config(cfg, obs_dim: int, act_dim: int) -> SACConfig:
 
 def offline_config(cfg, agent: SACConfig, algo: str):
     """The static config of an offline algorithm (pretraining, or continued online) around `agent`."""
-    from wsrl_mjx.agents.cql import CQLConfig
-    from wsrl_mjx.agents.iql import IQLConfig
+    from wsrl_mjx.agents import registry
 
-    p = cfg.pretrain
-    if algo == 'iql':
-        return IQLConfig(sac=dataclasses.replace(agent, actor_lr=p.iql_lr, critic_lr=p.iql_lr),
-                         expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
-    if p.actor_lr is not None:
-        agent = dataclasses.replace(agent, actor_lr=p.actor_lr)
-    return CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
-                     importance_sample=p.cql_importance_sample, max_target_backup=p.cql_max_target_backup,
-                     calql=algo == 'calql', bc_steps=p.bc_steps)
+    return registry.get(algo).configure(cfg.pretrain, agent)

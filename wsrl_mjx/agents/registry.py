@@ -6,6 +6,9 @@
   to_sac(state, sac_cfg) -> sac.SACState                     the hand-over to online SAC
   sac(cfg) -> sac.SACConfig                                  the networks the state holds
   critic_steps(cfg) -> int                                   critic minibatches per update
+  configure(p, agent) -> cfg                                 the algorithm's static config from the
+                                                             config's pretrain.* settings `p` and the
+                                                             run's sac.SACConfig `agent`
 
 `cfg` is the algorithm's own static config (sac.SACConfig, cql.CQLConfig, iql.IQLConfig). `mc_return`
 is the batch's Monte-Carlo returns (Cal-QL's bound; -inf where unknown), `updates` the pretraining's
@@ -27,6 +30,7 @@ class Algorithm:
     to_sac: Callable
     sac: Callable
     critic_steps: Callable
+    configure: Callable
 
     def batch_rows(self, cfg) -> int:
         """Rows one update takes: critic_steps minibatches of the batch size."""
@@ -43,17 +47,30 @@ def _same(state, sac_cfg):
     return state
 
 
+def _cql_config(p, agent, calql: bool = False):
+    if p.actor_lr is not None:  # pretraining's own actor rate (the default preset's cloning actor)
+        agent = dataclasses.replace(agent, actor_lr=p.actor_lr)
+    return cql.CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
+                         importance_sample=p.cql_importance_sample, max_target_backup=p.cql_max_target_backup,
+                         calql=calql, bc_steps=p.bc_steps)
+
+
+def _iql_config(p, agent):
+    return iql.IQLConfig(sac=dataclasses.replace(agent, actor_lr=p.iql_lr, critic_lr=p.iql_lr),
+                         expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
+
+
 _CQL = Algorithm(init=lambda key, cfg: sac.init(key, cfg.sac), update=cql.update, to_sac=_same,
-                 sac=lambda cfg: cfg.sac, critic_steps=lambda cfg: 1)
+                 sac=lambda cfg: cfg.sac, critic_steps=lambda cfg: 1, configure=_cql_config)
 
 ALGORITHMS = {
     # WSRL's online algorithm: ensemble SAC, critic_steps critic minibatches per update (UTD).
     'sac': Algorithm(init=sac.init, update=_sac_update, to_sac=_same, sac=lambda cfg: cfg,
-                     critic_steps=lambda cfg: cfg.critic_steps),
+                     critic_steps=lambda cfg: cfg.critic_steps, configure=lambda p, agent: agent),
     'cql': _CQL,
-    'calql': _CQL,  # the CQLConfig says which (calql=True)
+    'calql': dataclasses.replace(_CQL, configure=lambda p, agent: _cql_config(p, agent, calql=True)),
     'iql': Algorithm(init=iql.init, update=iql.update, to_sac=iql.to_sac, sac=lambda cfg: cfg.sac,
-                     critic_steps=lambda cfg: 1),
+                     critic_steps=lambda cfg: 1, configure=_iql_config),
 }
 
 
