@@ -7,7 +7,7 @@ from conftest import REPO
 
 # Leaf utilities import nothing of the package but other leaves, so any layer may use them. plot is
 # also a command, and the figure the runner draws curves.png with.
-LEAVES = ('wsrl_mjx', 'wsrl_mjx.cli', 'wsrl_mjx.metrics', 'wsrl_mjx.checkpoint', 'wsrl_mjx.plot')
+LEAVES = ('wsrl_mjx', 'wsrl_mjx.cli', 'wsrl_mjx.files', 'wsrl_mjx.metrics', 'wsrl_mjx.checkpoint', 'wsrl_mjx.plot')
 LAYERS = (
     ('kernels',),
     ('wsrl_mjx.envs',),

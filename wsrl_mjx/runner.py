@@ -17,6 +17,8 @@ import signal
 import time
 from typing import Any, Callable
 
+from wsrl_mjx.files import atomic_path
+
 PRETRAINED = 'pretrained'  # <run_dir>/pretrained/<updates>: the agent at the end of pretraining
 # Metrics that may be NaN without anything being wrong: no episode ended in a chunk.
 _MAY_BE_NAN = ('train_return',)
@@ -465,10 +467,8 @@ def save_pretrained(run_dir: str, state, config: dict, seeds: int, records: list
 
 def write_json(path: str, obj) -> None:
     """Writes `obj` to `path` atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
         json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _summary(cfg, seeds: int, history, wall: dict, dataset=None) -> dict:
@@ -511,7 +511,6 @@ def _truncate_metrics(run_dir: str, lines: int) -> int:
     path = os.path.join(run_dir, 'metrics.jsonl')
     with open(path) as f:
         kept = f.readlines()[:lines]
-    with open(f'{path}.tmp', 'w') as f:
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
         f.writelines(kept)
-    os.replace(f'{path}.tmp', path)
     return len(kept)

@@ -20,6 +20,8 @@ import os
 
 import numpy as np
 
+from wsrl_mjx.files import atomic_path
+
 FIELDS = ('observations', 'actions', 'rewards', 'next_observations', 'terminals', 'timeouts')
 
 
@@ -78,13 +80,10 @@ def write_hdf5(path: str, data: Dataset) -> None:
     import h5py
 
     validate(data, path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp'  # several processes may generate the same dataset at once
-    with h5py.File(tmp, 'w') as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:  # several processes may generate one dataset
         for name in FIELDS:
             f.create_dataset(name, data=getattr(data, name))
         f.attrs['metadata'] = json.dumps(data.meta)
-    os.replace(tmp, path)
 
 
 def load(path: str, obs_dim: int | None = None, act_dim: int | None = None) -> Dataset:

@@ -7,10 +7,11 @@ return, normalised score, the command that trained it, the log-std clip of the p
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import numpy as np
+
+from wsrl_mjx.files import atomic_path
 
 FORMAT = 'wsrl_mjx.actor.v1'
 _KEY = re.compile(r'layer(\d+)/(kernel|bias|ln_scale|ln_bias)$')
@@ -24,10 +25,8 @@ def save_actor(path: str, actor, meta: dict) -> None:
     """Writes `actor` (one seed's params) and `meta` to `path` atomically (no half-written file)."""
     arrays = {f'layer{i}/{name}': np.asarray(value) for i, layer in enumerate(actor) for name, value in layer.items()}
     arrays['meta'] = np.asarray(json.dumps({'format': FORMAT, **meta}, default=float))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix='.npz') as tmp:
+        np.savez(tmp, **arrays)
 
 
 def load_actor(path: str):
