@@ -15,6 +15,7 @@ import os
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from wsrl_mjx.cli import UsageError
 
 
 def _is_key(x) -> bool:
@@ -63,7 +64,7 @@ def _describe(entry) -> str:
     return 'absent' if entry is None else f'{entry[1]}{list(entry[0])}'
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(UsageError):
     """A checkpoint whose arrays are not those of the state it is restored into."""
 
 

@@ -7,8 +7,11 @@ from typing import NoReturn
 HELP_FLAGS = ('-h', '--help', '--helpshort', '--helpfull')
 
 
-class UsageError(Exception):
-    """Bad input, whichever entry point got it: reported as one line on stderr with exit code 2 (`fail`)."""
+class UsageError(ValueError):
+    """Bad input, whichever entry point got it: reported as one line on stderr with exit code 2 (`fail`).
+
+    Every error for bad input derives from it (ConfigError, DatasetError, PolicyFileError, CollectError,
+    CheckpointMismatch, ParallelError), so this is the one type an entry point has to catch."""
 
 
 def fail(message: str) -> NoReturn:

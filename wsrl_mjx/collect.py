@@ -11,10 +11,10 @@ import json
 import os
 import sys
 
-from wsrl_mjx.cli import exit_on_help, fail
+from wsrl_mjx.cli import UsageError, exit_on_help, fail
 from wsrl_mjx.data import collect as library
-from wsrl_mjx.data.collect import LEVELS, CollectError, collect
-from wsrl_mjx.data.dataset import DatasetError, load, summarize, write_hdf5
+from wsrl_mjx.data.collect import LEVELS, collect
+from wsrl_mjx.data.dataset import load, summarize, write_hdf5
 
 
 def main(argv: list[str]) -> None:
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
     if f.info:
         try:
             data = load(f.info)
-        except DatasetError as e:
+        except UsageError as e:
             fail(str(e))
         info = summarize(data)
         if f.json:
@@ -55,9 +55,9 @@ def main(argv: list[str]) -> None:
         fail(f'--policy={f.policy}: no such file')
     try:
         data = collect(f.env, f.level, f.size, f.seed, f.envs, f.policy, f.quiet)
-    except CollectError as e:
+        write_hdf5(f.out, data)
+    except UsageError as e:
         fail(str(e))
-    write_hdf5(f.out, data)
     info = summarize(data)
     print(f"{f.out}: {info['transitions']} transitions, {info['episodes']} episodes, normalised score "
           f"{info.get('normalized_score_mean', float('nan')):.1f} "

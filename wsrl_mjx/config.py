@@ -15,11 +15,12 @@ from wsrl_mjx.agents.sac import SACConfig
 from wsrl_mjx.envs.registry import ENV_SPECS
 from wsrl_mjx.pipeline.online import WARMUP_POLICIES
 from wsrl_mjx.pipeline.programs import Schedule
+from wsrl_mjx.cli import UsageError
 
 MATMUL_DTYPES = ('float32', 'bfloat16')
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """Bad user input; the message is one line naming the key and what is allowed."""
 
 

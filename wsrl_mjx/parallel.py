@@ -12,11 +12,12 @@ import os
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+from wsrl_mjx.cli import UsageError
 
 AXIS = 'seeds'
 
 
-class ParallelError(ValueError):
+class ParallelError(UsageError):
     """Bad input for the device layout; one line naming the flag and what is allowed."""
 
 

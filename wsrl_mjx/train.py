@@ -196,7 +196,7 @@ def main(argv: list[str]) -> None:
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
         parallel.check_seeds(seeds)
-    except parallel.ParallelError as e:
+    except UsageError as e:
         fail(str(e))
     enable_compilation_cache()
     try:

@@ -23,6 +23,7 @@ import os
 import numpy as np
 
 from wsrl_mjx.data.dataset import Dataset, summarize
+from wsrl_mjx.cli import UsageError
 
 GENERATOR = 'wsrl_mjx.collect/1'  # in every file's metadata: keep it, or the files change
 LEVELS = ('random', 'medium', 'medium-replay', 'expert', 'medium-expert')
@@ -31,7 +32,7 @@ EPISODE_LENGTH = 1000
 CHUNK = 250  # env steps per compiled rollout call (one progress-bar update)
 
 
-class CollectError(ValueError):
+class CollectError(UsageError):
     """Bad input to collection; one line naming the flag and what is allowed."""
 
 

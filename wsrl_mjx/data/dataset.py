@@ -21,11 +21,12 @@ import os
 import numpy as np
 
 from wsrl_mjx.files import atomic_path
+from wsrl_mjx.cli import UsageError
 
 FIELDS = ('observations', 'actions', 'rewards', 'next_observations', 'terminals', 'timeouts')
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     """A malformed dataset file; one line naming the file, the field and what is allowed."""
 
 

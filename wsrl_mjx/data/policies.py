@@ -12,12 +12,13 @@ import re
 import numpy as np
 
 from wsrl_mjx.files import atomic_path
+from wsrl_mjx.cli import UsageError
 
 FORMAT = 'wsrl_mjx.actor.v1'
 _KEY = re.compile(r'layer(\d+)/(kernel|bias|ln_scale|ln_bias)$')
 
 
-class PolicyFileError(ValueError):
+class PolicyFileError(UsageError):
     """A policy file that cannot be read; the message names the file and what is wrong."""
 
 
