@@ -48,6 +48,7 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
 @pytest.mark.parametrize('args,named', [(['offline', '--buffer_capacity=5000'], '--buffer_capacity'),
                                         (['online', '--buffer_capacity=0'], '--buffer_capacity'),
                                         (['checkpoint', '--rounds=2'], '--rounds'),
+                                        (['profile', '--rounds=2'], '--rounds'),
                                         (['offline', '--seeds=2'], '--seeds'),
                                         (['checkpoint', '--config=configs/locomotion.py:default'], '--config'),
                                         (['offline', '--config=configs/locomotion.py:nope'], 'nope'),

@@ -6,8 +6,9 @@ import os
 from conftest import REPO
 
 # Leaf utilities import nothing of the package but other leaves, so any layer may use them. plot is
-# also a command, and the figure the runner draws curves.png with.
-LEAVES = ('wsrl_mjx', 'wsrl_mjx.cli', 'wsrl_mjx.files', 'wsrl_mjx.metrics', 'wsrl_mjx.checkpoint', 'wsrl_mjx.plot')
+# also a command, and the figure the runner draws curves.png with; profiling reads traces for bench.
+LEAVES = ('wsrl_mjx', 'wsrl_mjx.cli', 'wsrl_mjx.files', 'wsrl_mjx.metrics', 'wsrl_mjx.checkpoint', 'wsrl_mjx.plot',
+          'wsrl_mjx.profiling')
 LAYERS = (
     ('kernels',),
     ('wsrl_mjx.envs',),

@@ -1,4 +1,4 @@
-"""Benchmarks: python -m wsrl_mjx.bench {online,offline,checkpoint} [--out FILE] [--steps N]
+"""Benchmarks: python -m wsrl_mjx.bench {online,offline,profile,checkpoint} [--out FILE] [--steps N]
                  [--config=configs/locomotion.py:<preset>] [--config.<key>=...] [--seeds N] [--rounds N]
                  [--buffer_capacity N]
 
@@ -18,6 +18,10 @@ each in `--rounds` interleaved rounds (3 by default), the best round counting, w
 seconds of each program. The replay buffers (the fused program's and the loop's) hold
 `--buffer_capacity` transitions, 10k by default. `offline` measures pretraining updates/s of CQL,
 Cal-QL and IQL at the config's sizes (its behaviour-cloning updates too, where it has them);
+`profile` where the time goes: one traced chunk of the fused online program (`--seeds` seeds) and one
+of the config's pretraining algorithm, each op's time summed by kind (matmul, elementwise, reduction,
+copy...) and by the code that built it (MJX, replay buffer, networks, optimizer), per env step and per
+update (wsrl_mjx/profiling.py);
 `checkpoint` the save time of a full 1M-transition state (paper sizes) and the online phase's
 slowdown with checkpoints (see each function).
 """
@@ -292,44 +296,64 @@ def online(steps: int, seeds: int, rounds: int, buffer_capacity: int, cfg=None, 
     return result
 
 
-def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
-    """Pretraining updates/s of CQL, Cal-QL and IQL at a config's sizes (`paper`: WSRL's locomotion
-    sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
-    its behaviour-cloning actor term), one seed, on a synthetic dataset of 100k rows shaped like the
-    config's env (the update's cost does not depend on the data's values)."""
-    import jax
+SYNTHETIC_ROWS = 100_000
+
+
+def synthetic_dataset(env: str):
+    """A dataset of SYNTHETIC_ROWS random rows shaped like `env`'s transitions (an update's cost does
+    not depend on the data's values)."""
     import numpy as np
 
     from wsrl_mjx.data.dataset import Dataset
     from wsrl_mjx.envs.registry import ENV_SPECS
+
+    rng = np.random.default_rng(0)
+    n = SYNTHETIC_ROWS
+    obs, act = ENV_SPECS[env].obs_dim, ENV_SPECS[env].act_dim
+    return Dataset(
+        observations=rng.normal(size=(n, obs)).astype(np.float32), actions=rng.uniform(-1, 1, (n, act)).astype(np.float32),
+        rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, obs)).astype(np.float32),
+        terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
+
+
+def pretrain_config(steps: int, algo: str, cfg):
+    """`cfg` set up to time `steps`-update chunks of pretraining with `algo`."""
+    cfg = wsrl_config(steps, cfg=cfg)
+    cfg.method = 'wsrl'  # a method that pretrains
+    cfg.pretrain.algo = algo
+    cfg.pretrain.log_interval = steps
+    cfg.pretrain.steps = steps
+    cfg.pretrain.eval_interval = steps
+    cfg.pretrain.bc_steps = min(cfg.pretrain.bc_steps, steps)
+    return cfg
+
+
+def pretrain_programs(cfg, dataset):
+    """(compiled pretraining programs, the dataset on the device, initial state) for one seed."""
     from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline import offline as offline_pipeline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
-    rng = np.random.default_rng(0)
-    n = 100_000
+    experiment = Experiment.from_config(cfg, 1, SYNTHETIC_ROWS)
+    progs = compile_pretrain_programs(experiment.pretrain_spec)
+    _, agent_key, _, pretrain_key = experiment.keys()
+    data = offline_pipeline.from_dataset(dataset, cfg.agent.discount, sharding=progs.data_sharding)
+    return progs, data, progs.init(pretrain_key, progs.init_agent(agent_key))
+
+
+def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
+    """Pretraining updates/s of CQL, Cal-QL and IQL at a config's sizes (`paper`: WSRL's locomotion
+    sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
+    its behaviour-cloning actor term), one seed, on `synthetic_dataset`."""
+    import jax
+
     base = wsrl_config(steps, cfg=cfg)
-    obs, act = ENV_SPECS[base.env].obs_dim, ENV_SPECS[base.env].act_dim
-    dataset = Dataset(
-        observations=rng.normal(size=(n, obs)).astype(np.float32), actions=rng.uniform(-1, 1, (n, act)).astype(np.float32),
-        rewards=rng.normal(size=n).astype(np.float32), next_observations=rng.normal(size=(n, obs)).astype(np.float32),
-        terminals=np.zeros(n, bool), timeouts=(np.arange(n) % 1000) == 999)
+    dataset = synthetic_dataset(base.env)
     result = {**device_info(), 'config': config_name, 'env': base.env,
               'critic_hidden': list(base.agent.critic_hidden), 'num_critics': base.agent.num_critics}
     for algo in ('cql', 'calql', 'iql'):
-        cfg = wsrl_config(steps, cfg=base)
-        cfg.method = 'wsrl'  # a method that pretrains
-        cfg.pretrain.algo = algo
-        cfg.pretrain.log_interval = steps
-        cfg.pretrain.steps = steps
-        cfg.pretrain.eval_interval = steps
-        cfg.pretrain.bc_steps = min(cfg.pretrain.bc_steps, steps)
         tic = time.perf_counter()
-        experiment = Experiment.from_config(cfg, 1, n)
-        progs = compile_pretrain_programs(experiment.pretrain_spec)
-        _, agent_key, _, pretrain_key = experiment.keys()
-        data = offline_pipeline.from_dataset(dataset, cfg.agent.discount, sharding=progs.data_sharding)
-        state = progs.init(pretrain_key, progs.init_agent(agent_key))
+        progs, data, state = pretrain_programs(pretrain_config(steps, algo, base), dataset)
         state, _ = progs.train(state, data)  # first call: caches warm
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - tic
@@ -413,7 +437,50 @@ def checkpoint(steps: int) -> dict:
             'slowdown_at_default_interval': at_default}
 
 
-BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint}
+def profile(steps: int, seeds: int, cfg=None, config_name: str = 'paper', top: int = 15) -> dict:
+    """Where the time goes (wsrl_mjx.profiling): one traced chunk of `steps` env steps of the fused online
+    program (`--seeds` seeds vmapped), then one traced chunk of `steps` updates of the config's
+    pretraining algorithm (one seed, the synthetic dataset of `offline`); each op's time summed by kind
+    (matmul, elementwise, reduction, copy, gather...) and by the source that built it (MJX, buffer,
+    networks, optimizer...), per env step and per update."""
+    import jax
+
+    from wsrl_mjx import profiling
+    from wsrl_mjx.experiment import Experiment
+    from wsrl_mjx.pipeline.programs import compile_online_programs
+
+    info = device_info()
+    result = {**info, 'config': config_name, 'seeds': seeds, 'steps': steps}
+    online_cfg = wsrl_config(steps, cfg=cfg)
+    print(f"{info['device']} (jax {info['jax']}), {config_name} sizes on {online_cfg.env}, {seeds} seed(s)", flush=True)
+    timed, state, compile_s = fused_timer(online_cfg, steps, seeds)
+    del state
+    timed()  # a second warm chunk before the traced one
+    progs = compile_online_programs(Experiment.from_config(online_cfg, seeds).spec)
+    online = profiling.profile(progs.train.compiled, timed, per=steps, top=top)
+    online['compile_s'] = compile_s
+    print(profiling.format_breakdown(f'fused online program ({seeds} seed(s))', online, 'env step'), flush=True)
+    result['online'] = online
+
+    algo = online_cfg.pretrain.algo
+    pprogs, data, carried = pretrain_programs(pretrain_config(steps, algo, online_cfg), synthetic_dataset(online_cfg.env))
+    for _ in range(2):
+        carried, _ = pprogs.train(carried, data)
+    jax.block_until_ready(carried)
+
+    def chunk():
+        nonlocal carried
+        carried, _ = pprogs.train(carried, data)
+        jax.block_until_ready(carried)
+
+    offline_result = profiling.profile(pprogs.train.compiled, chunk, per=steps, top=top)
+    print(profiling.format_breakdown(f'{algo} pretraining (1 seed)', offline_result, 'update'), flush=True)
+    result[f'pretrain_{algo}'] = offline_result
+    data.delete()
+    return result
+
+
+BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint, 'profile': profile}
 
 
 def main(argv: list[str]) -> None:
@@ -442,8 +509,8 @@ def main(argv: list[str]) -> None:
     for name, value in (('steps', steps), ('rounds', _ROUNDS.value), ('buffer_capacity', _BUFFER.value)):
         if value < 1:
             fail(f'--{name}={value}: must be a positive integer')
-    if seeds != 1 and bench != 'online':
-        fail(f'--seeds={seeds}: only the online benchmark takes --seeds ({bench} runs one seed)')
+    if seeds != 1 and bench not in ('online', 'profile'):
+        fail(f'--seeds={seeds}: only the online and profile benchmarks take --seeds ({bench} runs one seed)')
     for name in ('rounds', 'buffer_capacity'):
         if flags.FLAGS[name].present and bench != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
@@ -452,7 +519,8 @@ def main(argv: list[str]) -> None:
     preset = next((a.split(':', 1)[-1] for a in argv[1:] if a.startswith('--config=')), 'paper')
     name = ' '.join([preset if given else 'paper', *overrides])
     result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value, cfg, name) if bench == 'online'
-              else offline(steps, cfg, name) if bench == 'offline' else checkpoint(steps))
+              else offline(steps, cfg, name) if bench == 'offline'
+              else profile(steps, seeds, cfg, name) if bench == 'profile' else checkpoint(steps))
     if _OUT.value:
         with open(_OUT.value, 'w') as f:
             json.dump(result, f, indent=2)

@@ -128,6 +128,7 @@ def _compile(lowered, sharding, seeded: int):
     def call(*args):
         return compiled(*parallel.put(args[:seeded], sharding), *args[seeded:])
 
+    call.compiled = compiled  # for its HLO text (wsrl_mjx.profiling)
     return call
 
 
