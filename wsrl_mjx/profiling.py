@@ -24,10 +24,12 @@ MATMUL, ELEMENTWISE, REDUCTION, COPY, GATHER, RNG, SORT, OTHER = (
     'matmul', 'elementwise', 'reduction', 'copy/transpose', 'gather/scatter/slice', 'rng', 'sort', 'other')
 CONTROL = ('while', 'conditional', 'call')
 # Source areas: the first of these path fragments found on an op's stack, innermost frame first.
+# MJX's own frames rarely survive in the HLO's stack (the innermost recorded frame of its ops is
+# brax's pipeline call), so the physics and brax's wrapper around it are one area.
 AREAS = (
-    ('mujoco/mjx', 'env (MJX physics)'),
-    ('brax/', 'env (brax wrapper)'),
-    ('wsrl_mjx/envs', 'env (brax wrapper)'),
+    ('mujoco/mjx', 'env (MJX step)'),
+    ('brax/', 'env (MJX step)'),
+    ('wsrl_mjx/envs', 'env (MJX step)'),
     ('kernels/replay', 'replay buffer'),
     ('optax/', 'optimizer'),
     ('wsrl_mjx/optim', 'optimizer'),
