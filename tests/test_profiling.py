@@ -42,7 +42,8 @@ def test_parse_hlo_kinds_and_sources(program):
 def test_profile_counts_every_loop_iteration_once(program):
     compiled, call = program
     result = profiling.profile(compiled, call, per=STEPS, top=50)
-    assert result['ops_s'] > 0 and result['wall_s'] > 0
+    assert result['ops_s'] > 0 and result['wall_s'] > 0 and result['untraced_wall_s'] > 0
+    assert 0.0 < result['recorded_fraction'] <= 1.0 + 1e-6  # ops within the traced call's wall
     assert sum(result['by_kind_s'].values()) == pytest.approx(result['ops_s'])
     assert sum(result['by_area_s'].values()) == pytest.approx(result['ops_s'])
     assert result['by_kind_s'][profiling.MATMUL] > 0 and result['by_kind_s'][profiling.SORT] > 0
@@ -50,4 +51,4 @@ def test_profile_counts_every_loop_iteration_once(program):
     body = [op for op in result['top_ops'] if op['kind'] in (profiling.MATMUL, profiling.SORT)]
     assert body and all(op['calls'] == 1.0 for op in body)  # one execution per loop iteration
     text = profiling.format_breakdown('test', result, 'step')
-    assert 'matmul' in text and 'networks' in text
+    assert 'matmul' in text and 'networks' in text and 'untraced' in text

@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import gzip
 import json
+import math
 import os
 import re
 import tempfile
@@ -150,9 +151,10 @@ def _kind(opcode: str, fused: tuple[str, ...], fusion_kind: str | None) -> str:
     return ELEMENTWISE
 
 
-def trace_ops(call, module_names: set[str] | None = None) -> tuple[float, dict[str, list[float]]]:
+def trace_ops(call, module_names: set[str] | None = None) -> tuple[float, float, dict[str, list[float]]]:
     """Runs `call()` (which must block until its results are ready) once under jax.profiler; returns
-    (wall seconds, hlo op name -> durations in seconds of its executions)."""
+    (wall seconds, seconds from the first recorded op's start to the last one's end, hlo op name ->
+    durations in seconds of its executions). A span well short of the wall means the trace missed ops."""
     import jax
 
     directory = tempfile.mkdtemp(prefix='wsrl_mjx_profile_')
@@ -168,6 +170,7 @@ def trace_ops(call, module_names: set[str] | None = None) -> tuple[float, dict[s
         trace = json.load(f)
     events = trace['traceEvents'] if isinstance(trace, dict) else trace
     ops: dict[str, list[float]] = collections.defaultdict(list)
+    first, last = math.inf, -math.inf
     for event in events:
         args = event.get('args') or {}
         op = args.get('hlo_op')
@@ -176,7 +179,8 @@ def trace_ops(call, module_names: set[str] | None = None) -> tuple[float, dict[s
         if module_names and args.get('hlo_module') not in module_names:
             continue
         ops[op].append(event['dur'] / 1e6)
-    return wall, dict(ops)
+        first, last = min(first, event['ts']), max(last, event['ts'] + event['dur'])
+    return wall, max(last - first, 0.0) / 1e6, dict(ops)
 
 
 def breakdown(instructions: dict[str, Instruction], ops: dict[str, list[float]], wall: float, per: float = 1.0,
@@ -214,17 +218,28 @@ def breakdown(instructions: dict[str, Instruction], ops: dict[str, list[float]],
 
 
 def profile(compiled, call, per: float = 1.0, top: int = 15) -> dict:
-    """`breakdown` of one traced `call()` of the compiled program `compiled` (a jax.stages.Compiled)."""
+    """`breakdown` of one traced `call()` of the compiled program `compiled` (a jax.stages.Compiled),
+    with the wall time of one untraced `call()` before it (`untraced_wall_s`): tracing adds a cost to
+    every op, so where a program runs many small ops the traced times overstate the untraced run."""
     text = compiled.as_text()
     module = re.match(r'HloModule ([\w.\-]+)', text)
-    wall, ops = trace_ops(call, {module.group(1)} if module else None)
-    return breakdown(parse_hlo(text), ops, wall, per, top)
+    tic = time.perf_counter()
+    call()
+    untraced = time.perf_counter() - tic
+    wall, span, ops = trace_ops(call, {module.group(1)} if module else None)
+    return {'untraced_wall_s': untraced / per, 'recorded_fraction': span / wall,
+            **breakdown(parse_hlo(text), ops, wall, per, top)}
 
 
 def format_breakdown(title: str, result: dict, unit: str) -> str:
     ms = 1e3
-    lines = [f'{title}: {result["wall_s"] * ms:.2f} ms per {unit} wall, {result["ops_s"] * ms:.2f} ms in XLA ops '
-             f'(ops of both threads are summed; the rest is the runtime between ops)']
+    untraced = (f'{result["untraced_wall_s"] * ms:.2f} ms per {unit} untraced; traced: '
+                if 'untraced_wall_s' in result else '')
+    lines = [f'{title}: {untraced}{result["wall_s"] * ms:.2f} ms per {unit} wall, {result["ops_s"] * ms:.2f} ms '
+             'in XLA ops (the ops of all threads summed; the rest of the wall is the runtime between ops)']
+    if result.get('recorded_fraction', 1.0) < 0.95:
+        lines.append(f'  the trace recorded ops over only {100 * result["recorded_fraction"]:.0f}% of the traced wall: '
+                     'the op times below miss the rest')
     for label, table in (('by kind', result['by_kind_s']), ('by source', result['by_area_s'])):
         total = sum(table.values()) or 1.0
         lines.append(f'  {label}: ' + ', '.join(f'{k} {v * ms:.2f} ms ({100 * v / total:.0f}%)' for k, v in table.items()))
