@@ -238,8 +238,9 @@ def format_breakdown(title: str, result: dict, unit: str) -> str:
     lines = [f'{title}: {untraced}{result["wall_s"] * ms:.2f} ms per {unit} wall, {result["ops_s"] * ms:.2f} ms '
              'in XLA ops (the ops of all threads summed; the rest of the wall is the runtime between ops)']
     if result.get('recorded_fraction', 1.0) < 0.95:
-        lines.append(f'  the trace recorded ops over only {100 * result["recorded_fraction"]:.0f}% of the traced wall: '
-                     'the op times below miss the rest')
+        lines.append(f'  the recorded ops span only {100 * result["recorded_fraction"]:.0f}% of the traced wall: the trace '
+                     'lost ops (compare the executions per step below with the program), or in a short chunk the '
+                     'host time around the ops is large')
     for label, table in (('by kind', result['by_kind_s']), ('by source', result['by_area_s'])):
         total = sum(table.values()) or 1.0
         lines.append(f'  {label}: ' + ', '.join(f'{k} {v * ms:.2f} ms ({100 * v / total:.0f}%)' for k, v in table.items()))
