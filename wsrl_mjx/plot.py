@@ -1,10 +1,13 @@
 """Curves: python -m wsrl_mjx.plot RUN_DIR [RUN_DIR ...] [--out FILE] [--aggregate]
 
 Normalised score against online env steps, one line per run labelled with its method (mean over
-seeds, shaded +- one std), and a table of each run's offline score, score after warmup, lowest score
-from the start of the online phase on (the dip) and final score. A run with pretraining starts at
+seeds, shaded with a 95% bootstrap interval of that mean), the dataset's score and the offline score
+(end of pretraining) as horizontal lines; then a table of each run's offline score, score after
+warmup, lowest score from the start of the online phase on (the dip) and final score (mean and its
+95% interval over seeds), and the same four values for every seed. A run with pretraining starts at
 step 0 with its offline score (the last evaluation of pretraining), so the dip after the start of
-fine-tuning shows. Each run's training also writes its own curves.png.
+fine-tuning shows. Runs on several datasets get one figure per dataset (FILE's name with
+_<dataset> before its extension) and one table each. Each run's training also writes its own curves.png.
 
 --aggregate adds, per method, the interquartile mean (IQM) of the final scores over every seed of
 every task (dataset) with a 95% stratified-bootstrap interval, computed as rliable computes it:
@@ -27,6 +30,17 @@ _OUT = flags.DEFINE_string('out', 'curves.png', 'Output image (PNG).')
 _AGGREGATE = flags.DEFINE_bool('aggregate', False, 'Also print each method\'s IQM over tasks and seeds, with '
                                'a 95% stratified-bootstrap interval.')
 _BOOTSTRAP = 2000  # bootstrap samples (rliable's default is 50,000; 2,000 settle the interval to ~0.1 here)
+
+
+def mean_interval(values, samples: int = _BOOTSTRAP, seed: int = 0):
+    """(mean, low, high) over the last axis (seeds): the mean and the 95% percentile bootstrap interval of
+    the mean, redrawing the seeds with replacement; one seed gives the point itself."""
+    values = np.asarray(values, np.float64)
+    seeds = values.shape[-1]
+    picks = np.random.default_rng(seed).integers(0, seeds, size=(samples, seeds))
+    means = values[..., picks].mean(axis=-1)  # [..., samples]
+    low, high = np.percentile(means, [2.5, 97.5], axis=-1)
+    return values.mean(axis=-1), low, high
 
 
 def _row_iqms(values: np.ndarray) -> np.ndarray:
@@ -104,8 +118,10 @@ def dataset_score(run_dir: str) -> float | None:
 
 def score_table(run_dirs: list[str]) -> str:
     """One line per run, means over seeds: the dataset's score, offline score, score after warmup, lowest
-    score from the start of the online phase on (the dip), and the final score +- its std over seeds."""
-    lines = [f"{'run':<28} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>14}"]
+    score from the start of the online phase on (the dip, the lowest point of the mean curve), and the
+    final score with the 95% bootstrap interval of its mean."""
+    lines = [f"{'run':<28} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
+             f"{'final':>8}  95% interval"]
 
     def shown(value):
         return f"{'-':>8}" if value is None else f'{value:8.1f}'
@@ -113,21 +129,60 @@ def score_table(run_dirs: list[str]) -> str:
     for run_dir in run_dirs:
         _, scores, offline = load_scores(run_dir)
         mean = scores.mean(axis=1)
-        final = f'{mean[-1]:.1f} +- {scores[-1].std():.1f}'
+        _, low, high = mean_interval(scores[-1])
         lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown(dataset_score(run_dir))} '
                      f'{shown(None if offline is None else offline.mean())} {mean[0]:8.1f} {mean.min():8.1f} '
-                     f'{final:>14}')
+                     f'{mean[-1]:8.1f}  [{low:.1f}, {high:.1f}]')
     return '\n'.join(lines)
+
+
+def seed_table(run_dirs: list[str]) -> str:
+    """Per run and seed: offline score, score after warmup, that seed's lowest score from the start of
+    the online phase on, and its final score."""
+    lines = [f"{'run':<28} {'seed':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>8}"]
+    for run_dir in run_dirs:
+        _, scores, offline = load_scores(run_dir)
+        for i, seed in enumerate(run_seeds(run_dir, scores.shape[1])):
+            first = f"{'-':>8}" if offline is None else f'{offline[i]:8.1f}'
+            lines.append(f'{run_label(run_dir):<28} {seed:>5} {first} {scores[0, i]:8.1f} '
+                         f'{scores[:, i].min():8.1f} {scores[-1, i]:8.1f}')
+    return '\n'.join(lines)
+
+
+def _config(run_dir: str) -> dict:
+    try:
+        with open(os.path.join(run_dir, 'config.json')) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def run_seeds(run_dir: str, count: int) -> list[int]:
+    """The seeds of a run (config.json's first seed and seed count), else 0 .. count - 1."""
+    saved = _config(run_dir)
+    first = saved.get('config', {}).get('seed', 0)
+    return list(range(first, first + count)) if isinstance(first, int) else list(range(count))
+
+
+def run_dataset(run_dir: str) -> str | None:
+    """The dataset a run learnt from (config.json), or None."""
+    return _config(run_dir).get('config', {}).get('dataset')
+
+
+def by_dataset(run_dirs: list[str]) -> dict[str | None, list[str]]:
+    """The run directories grouped by their dataset, in the order given."""
+    groups: dict[str | None, list[str]] = {}
+    for run_dir in run_dirs:
+        groups.setdefault(run_dataset(run_dir), []).append(run_dir)
+    return groups
 
 
 def run_label(run_dir: str) -> str:
     """'<method> <env>' from the run's config.json, else the directory name."""
-    try:
-        with open(os.path.join(run_dir, 'config.json')) as f:
-            config = json.load(f)['config']
+    config = _config(run_dir).get('config', {})
+    if 'method' in config and 'env' in config:
         return f"{config['method']} {config['env']}"
-    except (OSError, ValueError, KeyError):
-        return os.path.basename(os.path.normpath(run_dir))
+    return os.path.basename(os.path.normpath(run_dir))
 
 
 def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
@@ -142,37 +197,55 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
         steps, scores, offline = load_scores(run_dir)
         if offline is not None:  # the pretrained policy's score at online step 0
             steps, scores = np.concatenate([[0], steps]), np.concatenate([offline[None], scores])
-        mean, std = scores.mean(axis=1), scores.std(axis=1)
+        mean, low, high = mean_interval(scores)
         seeds = scores.shape[1]
         label = f"{run_label(run_dir)} ({seeds} seed{'s' if seeds > 1 else ''})"
         line, = ax.plot(steps, mean, label=label)
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         data = dataset_score(run_dir)
-        if data is not None and round(data, 1) not in drawn:  # runs on one dataset share one line
-            drawn.add(round(data, 1))
+        if data is not None and ('data', round(data, 1)) not in drawn:  # runs on one dataset share one line
+            drawn.add(('data', round(data, 1)))
             ax.axhline(data, color='0.4', linestyle='--', linewidth=1, label=f'its dataset ({data:.1f})')
+        if offline is not None and ('offline', round(mean[0], 1)) not in drawn:  # as do runs of one pretraining
+            drawn.add(('offline', round(mean[0], 1)))
+            ax.axhline(mean[0], color='0.4', linestyle=':', linewidth=1, label=f'offline ({mean[0]:.1f})')
     ax.set_xlabel('online env steps')
     ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)
+    ax.set_title(title or '', fontsize='medium')
     ax.legend(fontsize='small')
-    if title:
-        ax.set_title(title)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def figure_path(out: str, dataset: str | None, several: bool) -> str:
+    """--out itself for runs on one dataset; with several, <stem>_<dataset><ext> for each."""
+    if not several:
+        return out
+    stem, ext = os.path.splitext(out)
+    return f"{stem}_{(dataset or 'unknown').replace('-', '_')}{ext or '.png'}"
 
 
 def main(argv):
     if len(argv) < 2:
         fail('name at least one run directory')
     try:
-        plot_runs(argv[1:], _OUT.value)
-        print(score_table(argv[1:]))
+        groups = by_dataset(argv[1:])
+        written = []
+        for dataset, run_dirs in groups.items():
+            path = figure_path(_OUT.value, dataset, len(groups) > 1)
+            plot_runs(run_dirs, path, title=dataset)
+            written.append(path)
+            print(f"{dataset or 'dataset unknown'}: mean over seeds, 95% bootstrap interval of the final mean")
+            print(score_table(run_dirs))
+            print(seed_table(run_dirs))
+            print()
         if _AGGREGATE.value:
             print(aggregate_table(argv[1:]))
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
-    print(f'wrote {_OUT.value}')
+    print(f"wrote {', '.join(written)}")
 
 
 if __name__ == '__main__':

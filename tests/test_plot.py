@@ -1,0 +1,62 @@
+"""wsrl_mjx.plot on hand-made run directories: intervals, per-seed tables, one figure per dataset."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from wsrl_mjx import plot
+
+
+def _run(root, name, dataset, method, offline, online, seed=0):
+    """A run directory as training leaves it: config.json, metrics.jsonl, summary.json."""
+    run_dir = os.path.join(root, name)
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+        json.dump({'config': {'dataset': dataset, 'method': method, 'env': dataset.split('-')[0], 'seed': seed},
+                   'seeds': len(online[0])}, f)
+    with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+        if offline is not None:
+            f.write(json.dumps({'phase': 'pretrain', 'step': 100, 'normalized_score': offline}) + '\n')
+        for i, scores in enumerate(online):
+            f.write(json.dumps({'phase': 'online', 'step': 1000 * (i + 1), 'normalized_score': scores}) + '\n')
+    with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
+        json.dump({'dataset_normalized_score': 42.0}, f)
+    return run_dir
+
+
+def test_mean_interval_brackets_the_mean_and_collapses_on_equal_seeds():
+    mean, low, high = plot.mean_interval(np.array([[5.0, 5.0, 5.0], [0.0, 10.0, 20.0]]), samples=500)
+    assert mean.tolist() == [5.0, 10.0]
+    assert low[0] == high[0] == 5.0  # every redraw of equal seeds has the same mean
+    assert 0.0 <= low[1] < 10.0 < high[1] <= 20.0
+    # A plain reference: the percentiles of explicitly redrawn means, with the same generator stream.
+    picks = np.random.default_rng(0).integers(0, 3, size=(500, 3))
+    means = np.array([0.0, 10.0, 20.0])[picks].mean(axis=1)
+    np.testing.assert_allclose([low[1], high[1]], np.percentile(means, [2.5, 97.5]))
+
+
+def test_seed_table_has_each_seeds_offline_warmup_lowest_and_final(tmp_path):
+    run_dir = _run(str(tmp_path), 'a', 'hopper-medium', 'wsrl', [30.0, 40.0],
+                   [[20.0, 35.0], [10.0, 50.0], [25.0, 45.0]], seed=3)
+    rows = [line.split() for line in plot.seed_table([run_dir]).splitlines()[1:]]
+    assert rows == [['wsrl', 'hopper', '3', '30.0', '20.0', '10.0', '25.0'],
+                    ['wsrl', 'hopper', '4', '40.0', '35.0', '35.0', '45.0']]
+    row = plot.score_table([run_dir]).splitlines()[1].split()
+    assert row[2:8] == ['2', '42.0', '35.0', '27.5', '27.5', '35.0']  # seeds, data, offline, warmup, lowest (of the mean), final
+
+
+def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):
+    root = str(tmp_path)
+    runs = [_run(root, 'h1', 'hopper-medium', 'wsrl', [30.0, 40.0], [[20.0, 35.0], [25.0, 45.0]]),
+            _run(root, 'h2', 'hopper-medium', 'rlpd', None, [[5.0, 6.0], [30.0, 31.0]]),
+            _run(root, 'w1', 'walker2d-medium', 'wsrl', [50.0, 52.0], [[40.0, 41.0], [60.0, 61.0]])]
+    out = os.path.join(root, 'fig.png')
+    with pytest.raises(SystemExit) as e:
+        from absl import app
+        app.run(plot.main, argv=['plot', f'--out={out}', *runs])
+    assert e.value.code in (None, 0)
+    assert sorted(os.listdir(root)) == ['fig_hopper_medium.png', 'fig_walker2d_medium.png', 'h1', 'h2', 'w1']
+    printed = capsys.readouterr().out
+    assert printed.count('hopper-medium:') == 1 and printed.count('walker2d-medium:') == 1
+    assert 'rlpd hopper' in printed.split('walker2d-medium:')[0]
