@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -52,9 +53,35 @@ class RunWriter:
         self._tb.close()
 
 
+class _Progress(Progress):
+    """rich's bar on a terminal. Written to a file or a pipe (a run in the background), rich shows the bar
+    only when it stops, so there it prints a plain line instead: on each new score, and when the count
+    moved, at most once per `every` seconds."""
+
+    def __init__(self, *columns, every: float = 30.0, **kwargs):
+        super().__init__(*columns, **kwargs)
+        self._every, self._lines = every, {}
+
+    def update(self, task_id, **fields):
+        super().update(task_id, **fields)
+        if self.disable or self.console.is_terminal:
+            return
+        task = self._tasks[task_id]
+        now, (last, score) = time.monotonic(), self._lines.get(task_id, (None, ''))
+        new_score = task.fields.get('score', '') != score
+        if not new_score and (fields.get('completed') is None or (last is not None and now - last < self._every)):
+            return
+        self._lines[task_id] = (now, task.fields.get('score', ''))
+        elapsed = time.strftime('%H:%M:%S', time.gmtime(task.elapsed or 0.0))
+        parts = [task.description, f'{task.completed:.0f}/{task.total:.0f}', task.fields.get('speed', ''),
+                 task.fields.get('score', ''), f'elapsed {elapsed}']
+        print('  '.join(p for p in parts if p), flush=True)
+
+
 def progress_bar(disable: bool = False) -> Progress:
-    """Steps done / total, elapsed, remaining, env steps/s and the latest normalised score."""
-    return Progress(
+    """Steps done / total, elapsed, remaining, env steps/s and the latest normalised score; plain lines
+    where the output is not a terminal."""
+    return _Progress(
         TextColumn('[bold]{task.description}'), BarColumn(), MofNCompleteColumn(),
         TextColumn('{task.fields[speed]}'), TextColumn('{task.fields[score]}'),
         TimeElapsedColumn(), TimeRemainingColumn(), disable=disable, transient=False,
