@@ -2,8 +2,11 @@
 from wsrl_mjx.metrics import progress_bar
 
 
-def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys):
-    # Under pytest's capture the output is not a terminal, as for `nohup python -m wsrl_mjx.train > log`.
+def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch):
+    # Under pytest's capture the output is not a terminal, as for `nohup python -m wsrl_mjx.train > log`
+    # (unless the environment tells rich otherwise).
+    for name in ('FORCE_COLOR', 'TTY_COMPATIBLE', 'JUPYTER_COLUMNS'):
+        monkeypatch.delenv(name, raising=False)
     with progress_bar() as bar:
         task = bar.add_task('default pretrain cql x5', total=100, speed='', score='')
         bar.update(task, completed=20, speed='50.0 updates/s')   # first count: a line
@@ -18,3 +21,9 @@ def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys):
     with progress_bar(disable=True) as bar:  # --quiet
         bar.update(bar.add_task('x', total=1, speed='', score=''), completed=1)
     assert capsys.readouterr().out == ''
+    with progress_bar(every=0.0) as bar:  # no minimum interval: a line whenever the count moves
+        task = bar.add_task('x', total=3, speed='', score='')
+        for done in (1, 2, 3):
+            bar.update(task, completed=done)
+        bar.update(task, speed='1 steps/s')  # no count given: none
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines() if 'elapsed' in line] == ['1/3', '2/3', '3/3']

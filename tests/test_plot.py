@@ -30,10 +30,11 @@ def test_mean_interval_brackets_the_mean_and_collapses_on_equal_seeds():
     assert mean.tolist() == [5.0, 10.0]
     assert low[0] == high[0] == 5.0  # every redraw of equal seeds has the same mean
     assert 0.0 <= low[1] < 10.0 < high[1] <= 20.0
-    # A plain reference: the percentiles of explicitly redrawn means, with the same generator stream.
-    picks = np.random.default_rng(0).integers(0, 3, size=(500, 3))
-    means = np.array([0.0, 10.0, 20.0])[picks].mean(axis=1)
-    np.testing.assert_allclose([low[1], high[1]], np.percentile(means, [2.5, 97.5]))
+    # Against the normal approximation: with many seeds the interval of the mean is mean +- 1.96 std / sqrt(n).
+    values = np.random.default_rng(3).normal(50.0, 10.0, size=400)
+    mean, low, high = plot.mean_interval(values, samples=4000)
+    half = 1.96 * values.std() / np.sqrt(values.size)
+    np.testing.assert_allclose([low, high], [mean - half, mean + half], atol=0.15 * half)
 
 
 def test_seed_table_has_each_seeds_offline_warmup_lowest_and_final(tmp_path):
@@ -46,17 +47,33 @@ def test_seed_table_has_each_seeds_offline_warmup_lowest_and_final(tmp_path):
     assert row[2:8] == ['2', '42.0', '35.0', '27.5', '27.5', '35.0']  # seeds, data, offline, warmup, lowest (of the mean), final
 
 
+def test_figure_marks_the_dataset_and_the_offline_score_once(tmp_path):
+    root = str(tmp_path)
+    runs = [_run(root, 'a', 'hopper-medium', 'wsrl', [30.0, 40.0], [[20.0, 35.0]]),
+            _run(root, 'b', 'hopper-medium', 'no_warmup', [30.0, 40.0], [[10.0, 15.0]]),
+            _run(root, 'c', 'hopper-medium', 'rlpd', None, [[5.0, 6.0]])]
+    labels = plot.plot_runs(runs, os.path.join(root, 'f.png'))
+    assert labels == ['wsrl hopper (2 seeds)', 'its dataset (42.0)', 'offline (35.0)', 'no_warmup hopper (2 seeds)',
+                      'rlpd hopper (2 seeds)']
+
+
 def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):
     root = str(tmp_path)
     runs = [_run(root, 'h1', 'hopper-medium', 'wsrl', [30.0, 40.0], [[20.0, 35.0], [25.0, 45.0]]),
             _run(root, 'h2', 'hopper-medium', 'rlpd', None, [[5.0, 6.0], [30.0, 31.0]]),
-            _run(root, 'w1', 'walker2d-medium', 'wsrl', [50.0, 52.0], [[40.0, 41.0], [60.0, 61.0]])]
+            _run(root, 'w1', 'walker2d-medium', 'wsrl', [50.0, 52.0], [[40.0, 41.0], [60.0, 61.0]]),
+            _run(root, 'w2', 'halfcheetah-medium', 'scratch', None, [[1.0, 2.0], [3.0, 4.0]])]
+    with open(os.path.join(runs[-1], 'config.json'), 'w') as f:  # from scratch on walker2d, the default dataset kept
+        json.dump({'config': {'dataset': 'halfcheetah-medium', 'method': 'scratch', 'env': 'walker2d', 'seed': 0}}, f)
     out = os.path.join(root, 'fig.png')
     with pytest.raises(SystemExit) as e:
         from absl import app
         app.run(plot.main, argv=['plot', f'--out={out}', *runs])
     assert e.value.code in (None, 0)
-    assert sorted(os.listdir(root)) == ['fig_hopper_medium.png', 'fig_walker2d_medium.png', 'h1', 'h2', 'w1']
+    assert sorted(os.listdir(root)) == ['fig_hopper_medium.png', 'fig_walker2d_medium.png', 'h1', 'h2', 'w1', 'w2']
     printed = capsys.readouterr().out
     assert printed.count('hopper-medium:') == 1 and printed.count('walker2d-medium:') == 1
     assert 'rlpd hopper' in printed.split('walker2d-medium:')[0]
+    assert 'scratch walker2d' in printed.split('walker2d-medium:')[1]  # with the runs on its env, not halfcheetah's
+    assert plot.figure_path('f.png', 'data/hopper-mr.hdf5', True) == 'f_hopper_mr_hdf5.png'
+

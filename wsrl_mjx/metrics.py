@@ -64,25 +64,27 @@ class _Progress(Progress):
 
     def update(self, task_id, **fields):
         super().update(task_id, **fields)
-        if self.disable or self.console.is_terminal:
-            return
+        console = self.console
+        if self.disable or console.is_jupyter or (console.is_terminal and not console.is_dumb_terminal):
+            return  # rich draws the bar itself
         task = self._tasks[task_id]
         now, (last, score) = time.monotonic(), self._lines.get(task_id, (None, ''))
         new_score = task.fields.get('score', '') != score
         if not new_score and (fields.get('completed') is None or (last is not None and now - last < self._every)):
             return
         self._lines[task_id] = (now, task.fields.get('score', ''))
-        elapsed = time.strftime('%H:%M:%S', time.gmtime(task.elapsed or 0.0))
+        minutes, seconds = divmod(int(task.elapsed or 0.0), 60)
+        elapsed = f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
         parts = [task.description, f'{task.completed:.0f}/{task.total:.0f}', task.fields.get('speed', ''),
                  task.fields.get('score', ''), f'elapsed {elapsed}']
         print('  '.join(p for p in parts if p), flush=True)
 
 
-def progress_bar(disable: bool = False) -> Progress:
+def progress_bar(disable: bool = False, every: float = 30.0) -> Progress:
     """Steps done / total, elapsed, remaining, env steps/s and the latest normalised score; plain lines
-    where the output is not a terminal."""
+    (at most one per `every` seconds as the count moves) where the output is not a terminal."""
     return _Progress(
         TextColumn('[bold]{task.description}'), BarColumn(), MofNCompleteColumn(),
         TextColumn('{task.fields[speed]}'), TextColumn('{task.fields[score]}'),
-        TimeElapsedColumn(), TimeRemainingColumn(), disable=disable, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), disable=disable, transient=False, every=every,
     )

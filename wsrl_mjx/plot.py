@@ -165,15 +165,24 @@ def run_seeds(run_dir: str, count: int) -> list[int]:
 
 
 def run_dataset(run_dir: str) -> str | None:
-    """The dataset a run learnt from (config.json), or None."""
-    return _config(run_dir).get('config', {}).get('dataset')
+    """The dataset a run learnt from (config.json), None for a run from scratch (it reads none, whatever
+    its config's dataset says) or without a config."""
+    config = _config(run_dir).get('config', {})
+    return None if config.get('method') == 'scratch' else config.get('dataset')
 
 
 def by_dataset(run_dirs: list[str]) -> dict[str | None, list[str]]:
-    """The run directories grouped by their dataset, in the order given."""
+    """The run directories grouped by their dataset, in the order given. A run that read no dataset
+    (from scratch) joins the first group on its env, or a group of its own."""
     groups: dict[str | None, list[str]] = {}
+    envs: dict[str, str | None] = {}
     for run_dir in run_dirs:
-        groups.setdefault(run_dataset(run_dir), []).append(run_dir)
+        dataset = run_dataset(run_dir)
+        env = _config(run_dir).get('config', {}).get('env')
+        if dataset is None and env in envs:
+            dataset = envs[env]
+        envs.setdefault(env, dataset)
+        groups.setdefault(dataset, []).append(run_dir)
     return groups
 
 
@@ -185,7 +194,8 @@ def run_label(run_dir: str) -> str:
     return os.path.basename(os.path.normpath(run_dir))
 
 
-def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
+def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[str]:
+    """Writes the figure to `out`; returns its legend's labels (the runs, the dataset's and offline lines)."""
     import matplotlib
 
     matplotlib.use('Agg')
@@ -213,18 +223,21 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> None:
     ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)
     ax.set_title(title or '', fontsize='medium')
-    ax.legend(fontsize='small')
+    labels = [text.get_text() for text in ax.legend(fontsize='small').get_texts()]
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+    return labels
 
 
 def figure_path(out: str, dataset: str | None, several: bool) -> str:
-    """--out itself for runs on one dataset; with several, <stem>_<dataset><ext> for each."""
+    """--out itself for runs on one dataset; with several, <stem>_<dataset><ext> for each, the dataset's
+    name (or file name) with every character but letters and digits made '_' (hopper-medium: hopper_medium)."""
     if not several:
         return out
     stem, ext = os.path.splitext(out)
-    return f"{stem}_{(dataset or 'unknown').replace('-', '_')}{ext or '.png'}"
+    name = ''.join(c if c.isalnum() else '_' for c in os.path.basename(dataset or 'no_dataset'))
+    return f"{stem}_{name}{ext or '.png'}"
 
 
 def main(argv):

@@ -319,14 +319,14 @@ class Runner:
                 self._write(record)
             else:
                 self.progress = phase.advance(self.progress, chunk)
+            completed = (self.progress.pretrain_chunks_done * self.cfg.pretrain.log_interval
+                         if phase.name == 'pretrain' else self.progress.step)
+            self.bar.update(self.task, completed=completed, **({'speed': phase.speed(record)} if record else {}))
             if phase.evaluate_at(chunk):
                 self._evaluate(phase)
                 self.bar.update(self.task, score=self._score())
             if phase.save_at(chunk, self.stop.requested):
                 self._checkpoint()
-            completed = (self.progress.pretrain_chunks_done * self.cfg.pretrain.log_interval
-                         if phase.name == 'pretrain' else self.progress.step)
-            self.bar.update(self.task, completed=completed, **({'speed': phase.speed(record)} if record else {}))
 
     # -- what a call leaves behind -------------------------------------------------------------------
 
