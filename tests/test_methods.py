@@ -1,5 +1,7 @@
 """The baselines' pieces without MJX: what each method runs, mixed offline/online batches, and the
 offline algorithms' updates on such batches (online rows carry no Monte-Carlo bound)."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +37,8 @@ def test_methods_table():
         'wsrl': (True, False, cfg.warmup_steps, 'policy'), 'no_warmup': (True, False, 0, 'policy'),
         'retain': (True, True, cfg.warmup_steps, 'policy'), 'rlpd': (False, True, 0, 'uniform'),
         'calql': (True, True, 0, 'policy'), 'cql': (True, True, 0, 'policy'), 'iql': (True, True, 0, 'policy'),
+        'calql_no_data': (True, False, 0, 'policy'), 'cql_no_data': (True, False, 0, 'policy'),
+        'iql_no_data': (True, False, 0, 'policy'),
         'scratch': (False, False, cfg.warmup_steps, 'uniform'),
     }
     assert set(expected) == set(config_lib.METHODS)
@@ -48,6 +52,11 @@ def test_methods_table():
         assert config_lib.uses_dataset(cfg) == (pretrains or keeps_data)
     cfg.method = 'calql'
     assert config_lib.method(cfg).online == 'calql' and config_lib.method(cfg).pretrain == 'calql'
+    for algo in ('cql', 'calql', 'iql'):  # the no-data variants differ from their algorithm only in the batches
+        cfg.method = algo
+        with_data = config_lib.method(cfg)
+        cfg.method = f'{algo}_no_data'
+        assert config_lib.method(cfg) == dataclasses.replace(with_data, offline_ratio=0.0)
 
 
 def test_mixed_batch_takes_the_same_offline_share_in_every_minibatch():
@@ -63,16 +72,17 @@ def test_mixed_batch_takes_the_same_offline_share_in_every_minibatch():
     assert np.all(np.asarray(batch.reward) == -1) and np.all(np.isneginf(mc_return))
 
 
-@pytest.mark.parametrize('algo', ['cql', 'calql', 'iql'])
-def test_offline_algorithms_update_on_mixed_batches(algo):
+# calql at ratio 0 is calql_no_data: every row online, so the Cal-QL bound (-inf) must leave all rows alone.
+@pytest.mark.parametrize('algo,ratio', [('cql', 0.5), ('calql', 0.5), ('iql', 0.5), ('calql', 0.0)])
+def test_offline_algorithms_update_on_mixed_batches(algo, ratio):
     agent = config(critic_steps=1, batch_size=8, num_critics=3, num_min_critics=2)
     algo_cfg = (iql.IQLConfig(sac=agent) if algo == 'iql'
                 else cql.CQLConfig(sac=agent, n_actions=3, calql=algo == 'calql'))
     spec = online.OnlineSpec(agent=agent, num_envs=1, buffer_capacity=64, update=algo, offline_cfg=algo_cfg,
-                             offline_ratio=0.5)
+                             offline_ratio=ratio)
     state, data = state_and_data(spec)
-    batch, mc_return = online.mixed_batch(state, data, jax.random.key(2), spec)
-    assert batch.reward.shape == (8,)
+    batch, mc_return = online.mixed_batch(state, data if ratio else None, jax.random.key(2), spec)
+    assert batch.reward.shape == (8,) and np.sum(np.asarray(batch.reward) == 100.0) == 8 * ratio
     update = jax.jit(iql.update if algo == 'iql' else cql.update, static_argnums=4)
     agent_state, metrics = update(state.agent, batch, mc_return, jax.random.key(3), algo_cfg)
     assert all(np.isfinite(v) for v in jax.tree.leaves(metrics))

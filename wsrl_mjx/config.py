@@ -108,6 +108,11 @@ _METHOD_TABLE = {
     'calql': Method('calql', 'calql', False, 0.5),
     'cql': Method('cql', 'cql', False, 0.5),
     'iql': Method('iql', 'iql', False, 0.5),
+    # The offline algorithm continued online without its data (the paper's "no retention" ablation of
+    # CQL / Cal-QL / IQL): the same as cql, calql, iql but for the batches, which are all online rows.
+    'cql_no_data': Method('cql', 'cql', False, 0.0),
+    'calql_no_data': Method('calql', 'calql', False, 0.0),
+    'iql_no_data': Method('iql', 'iql', False, 0.0),
     'scratch': Method(None, 'sac', True, 0.0),
 }
 METHODS = tuple(_METHOD_TABLE)

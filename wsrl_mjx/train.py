@@ -4,7 +4,8 @@
                            [--seeds=N] [--run_dir=DIR] [--resume] [--pretrained_from=DIR] [--quiet]
 
 Presets: default (WSRL on halfcheetah-medium, ~20 min on 2 CPU cores), smoke, sac, paper (GPUs).
-Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, scratch.
+Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, cql_no_data, calql_no_data,
+iql_no_data, scratch.
 Phases: dataset (made by name and cached on first use) -> offline pretraining -> policy warmup (no
 updates) -> online training in compiled chunks, evaluated every eval_interval. The run directory gets
 config.json, metrics.jsonl, TensorBoard events, checkpoints/, policies/, summary.json and curves.png.
