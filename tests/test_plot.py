@@ -8,20 +8,25 @@ import pytest
 from wsrl_mjx import plot
 
 
-def _run(root, name, dataset, method, offline, online, seed=0):
-    """A run directory as training leaves it: config.json, metrics.jsonl, summary.json."""
+def _run(root, name, dataset, method, offline, online, seed=0, env=None, finished=True):
+    """A run directory as training leaves it: config.json, metrics.jsonl, and once it has ended
+    summary.json. `dataset` is config.dataset; a run from scratch learns from none."""
     run_dir = os.path.join(root, name)
     os.makedirs(run_dir)
+    env = env or dataset.split('-')[0]
+    learnt_from = None if method == 'scratch' else dataset
     with open(os.path.join(run_dir, 'config.json'), 'w') as f:
-        json.dump({'config': {'dataset': dataset, 'method': method, 'env': dataset.split('-')[0], 'seed': seed},
-                   'seeds': len(online[0])}, f)
+        json.dump({'config': {'dataset': dataset, 'method': method, 'env': env, 'seed': seed},
+                   'seeds': len(online[0]), 'dataset': learnt_from}, f)
     with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
         if offline is not None:
             f.write(json.dumps({'phase': 'pretrain', 'step': 100, 'normalized_score': offline}) + '\n')
         for i, scores in enumerate(online):
             f.write(json.dumps({'phase': 'online', 'step': 1000 * (i + 1), 'normalized_score': scores}) + '\n')
-    with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
-        json.dump({'dataset_normalized_score': 42.0}, f)
+    if finished:
+        with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
+            json.dump({'env': env, 'method': method, 'dataset': learnt_from,
+                       'seeds': list(range(seed, seed + len(online[0]))), 'dataset_normalized_score': 42.0}, f)
     return run_dir
 
 
@@ -44,7 +49,16 @@ def test_seed_table_has_each_seeds_offline_warmup_lowest_and_final(tmp_path):
     assert rows == [['wsrl', 'hopper', '3', '30.0', '20.0', '10.0', '25.0'],
                     ['wsrl', 'hopper', '4', '40.0', '35.0', '35.0', '45.0']]
     row = plot.score_table([run_dir]).splitlines()[1].split()
-    assert row[2:8] == ['2', '42.0', '35.0', '27.5', '27.5', '35.0']  # seeds, data, offline, warmup, lowest (of the mean), final
+    # seeds, data, offline, warmup, lowest (of the mean) and its step, back at 90% of offline, final
+    assert row[2:10] == ['2', '42.0', '35.0', '27.5', '27.5', '1000', '3000', '35.0']
+
+
+def test_recovery_step_is_the_first_step_after_the_dip_back_at_90_percent_of_offline():
+    steps = np.array([0, 10, 20, 30, 40])
+    assert plot.recovery_step(steps, np.array([50.0, 10.0, 44.0, 46.0, 20.0]), 50.0) == 30  # 44 < 45 <= 46
+    assert plot.recovery_step(steps, np.array([50.0, 48.0, 46.0, 47.0, 49.0]), 50.0) == 20  # never below 45
+    assert plot.recovery_step(steps, np.array([50.0, 10.0, 44.0, 40.0, 30.0]), 50.0) is None  # never back
+    assert plot.recovery_step(steps, np.array([50.0, 10.0, 44.0, 46.0, 20.0]), None) is None  # no offline score
 
 
 def test_figure_marks_the_dataset_and_the_offline_score_once(tmp_path):
@@ -62,9 +76,8 @@ def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):
     runs = [_run(root, 'h1', 'hopper-medium', 'wsrl', [30.0, 40.0], [[20.0, 35.0], [25.0, 45.0]]),
             _run(root, 'h2', 'hopper-medium', 'rlpd', None, [[5.0, 6.0], [30.0, 31.0]]),
             _run(root, 'w1', 'walker2d-medium', 'wsrl', [50.0, 52.0], [[40.0, 41.0], [60.0, 61.0]]),
-            _run(root, 'w2', 'halfcheetah-medium', 'scratch', None, [[1.0, 2.0], [3.0, 4.0]])]
-    with open(os.path.join(runs[-1], 'config.json'), 'w') as f:  # from scratch on walker2d, the default dataset kept
-        json.dump({'config': {'dataset': 'halfcheetah-medium', 'method': 'scratch', 'env': 'walker2d', 'seed': 0}}, f)
+            # From scratch on walker2d, the default dataset's name kept in its config.
+            _run(root, 'w2', 'halfcheetah-medium', 'scratch', None, [[1.0, 2.0], [3.0, 4.0]], env='walker2d')]
     out = os.path.join(root, 'fig.png')
     with pytest.raises(SystemExit) as e:
         from absl import app
@@ -77,3 +90,12 @@ def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):
     assert 'scratch walker2d' in printed.split('walker2d-medium:')[1]  # with the runs on its env, not halfcheetah's
     assert plot.figure_path('f.png', 'data/hopper-mr.hdf5', True) == 'f_hopper_mr_hdf5.png'
 
+
+
+def test_a_run_in_progress_is_labelled_and_grouped_from_its_config(tmp_path):
+    root = str(tmp_path)
+    running = _run(root, 'r', 'hopper-medium', 'scratch', None, [[1.0, 2.0]], env='walker2d', seed=7, finished=False)
+    assert not os.path.exists(os.path.join(running, 'summary.json'))
+    assert plot.run_label(running) == 'scratch walker2d'
+    assert plot.run_seeds(running, 2) == [7, 8]
+    assert plot.by_dataset([running]) == {None: [running]}  # config.json says it learns from no dataset

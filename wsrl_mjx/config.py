@@ -134,6 +134,12 @@ def uses_dataset(cfg) -> bool:
     return m.pretrain is not None or m.offline_ratio > 0
 
 
+def learnt_from(cfg) -> str | None:
+    """The dataset a run learns from (config.json and summary.json say it): None where the method
+    reads none (from scratch), whatever `cfg.dataset` holds."""
+    return cfg.dataset if uses_dataset(cfg) else None
+
+
 def warmup_steps(cfg) -> int:
     return cfg.warmup_steps if method(cfg).warmup else 0
 

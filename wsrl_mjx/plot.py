@@ -3,8 +3,9 @@
 Normalised score against online env steps, one line per run labelled with its method (mean over
 seeds, shaded with a 95% bootstrap interval of that mean), the dataset's score and the offline score
 (end of pretraining) as horizontal lines; then a table of each run's offline score, score after
-warmup, lowest score from the start of the online phase on (the dip) and final score (mean and its
-95% interval over seeds), and the same four values for every seed. A run with pretraining starts at
+warmup, lowest score from the start of the online phase on (the dip) and its step, the step at which
+the mean is back at 90% of the offline score, and final score (mean and its 95% interval over seeds),
+and offline, after warmup, lowest and final for every seed. A run with pretraining starts at
 step 0 with its offline score (the last evaluation of pretraining), so the dip after the start of
 fine-tuning shows. Runs on several datasets get one figure per dataset (FILE's name with
 _<dataset> before its extension) and one table each. Each run's training also writes its own curves.png.
@@ -69,7 +70,7 @@ def stratified_bootstrap_iqm(scores: np.ndarray, samples: int = _BOOTSTRAP, seed
 
 
 def aggregate_table(run_dirs: list[str]) -> str:
-    """Per method (config.json's), the IQM of the final scores over its runs (tasks) and their seeds."""
+    """Per method, the IQM of the final scores over its runs (tasks) and their seeds."""
     by_method: dict[str, list[np.ndarray]] = {}
     for run_dir in run_dirs:
         _, scores, _ = load_scores(run_dir)
@@ -108,30 +109,42 @@ def load_scores(run_dir: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
 
 def dataset_score(run_dir: str) -> float | None:
     """The normalised score of the run's offline data (summary.json, written at the run's end), or None."""
-    try:
-        with open(os.path.join(run_dir, 'summary.json')) as f:
-            score = json.load(f).get('dataset_normalized_score')
-    except (OSError, ValueError):
-        return None
+    score = _read_json(os.path.join(run_dir, 'summary.json')).get('dataset_normalized_score')
     return None if score is None else float(score)
+
+
+RECOVERED = 0.9  # a curve is back once it reaches this fraction of its offline score again
+
+
+def recovery_step(steps: np.ndarray, mean: np.ndarray, offline: float | None) -> int | None:
+    """The first online step, after the lowest point of the mean curve, at which the mean is back at
+    RECOVERED x the offline score; None without an offline score or if it never gets back."""
+    if offline is None:
+        return None
+    lowest = int(np.argmin(mean))
+    back = np.nonzero(mean[lowest:] >= RECOVERED * offline)[0]
+    return int(steps[lowest + back[0]]) if back.size else None
 
 
 def score_table(run_dirs: list[str]) -> str:
     """One line per run, means over seeds: the dataset's score, offline score, score after warmup, lowest
-    score from the start of the online phase on (the dip, the lowest point of the mean curve), and the
-    final score with the 95% bootstrap interval of its mean."""
+    score from the start of the online phase on (the dip, the lowest point of the mean curve) and its
+    step, the step at which the mean is back at 90% of the offline score (`recovery_step`), and the final
+    score with the 95% bootstrap interval of its mean."""
     lines = [f"{'run':<28} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
-             f"{'final':>8}  95% interval"]
+             f"{'at':>7} {'back':>7} {'final':>8}  95% interval"]
 
-    def shown(value):
-        return f"{'-':>8}" if value is None else f'{value:8.1f}'
+    def shown(value, width=8, digits=1):
+        return f"{'-':>{width}}" if value is None else f'{value:{width}.{digits}f}'
 
     for run_dir in run_dirs:
-        _, scores, offline = load_scores(run_dir)
+        steps, scores, offline = load_scores(run_dir)
         mean = scores.mean(axis=1)
+        offline_mean = None if offline is None else float(offline.mean())
         _, low, high = mean_interval(scores[-1])
         lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown(dataset_score(run_dir))} '
-                     f'{shown(None if offline is None else offline.mean())} {mean[0]:8.1f} {mean.min():8.1f} '
+                     f'{shown(offline_mean)} {mean[0]:8.1f} {mean.min():8.1f} '
+                     f'{int(steps[np.argmin(mean)]):>7} {shown(recovery_step(steps, mean, offline_mean), 7, 0)} '
                      f'{mean[-1]:8.1f}  [{low:.1f}, {high:.1f}]')
     return '\n'.join(lines)
 
@@ -149,26 +162,34 @@ def seed_table(run_dirs: list[str]) -> str:
     return '\n'.join(lines)
 
 
-def _config(run_dir: str) -> dict:
+def _read_json(path: str) -> dict:
     try:
-        with open(os.path.join(run_dir, 'config.json')) as f:
+        with open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return {}
 
 
+def run_facts(run_dir: str) -> dict:
+    """The run's method, env, dataset and first seed: from summary.json once the run has ended, else
+    from config.json (a run in progress). `dataset` is the data the run learnt from, None for a run
+    that read none (from scratch): the runner writes it so (config.uses_dataset) in both files."""
+    summary = _read_json(os.path.join(run_dir, 'summary.json'))
+    if 'method' in summary:
+        seeds = summary.get('seeds') or [0]
+        return {'method': summary['method'], 'env': summary.get('env'), 'dataset': summary.get('dataset'),
+                'seed': seeds[0]}
+    saved = _read_json(os.path.join(run_dir, 'config.json'))
+    config = saved.get('config', {})
+    return {'method': config.get('method'), 'env': config.get('env'),
+            'dataset': saved['dataset'] if 'dataset' in saved else config.get('dataset'),
+            'seed': config.get('seed', 0)}
+
+
 def run_seeds(run_dir: str, count: int) -> list[int]:
-    """The seeds of a run (config.json's first seed and seed count), else 0 .. count - 1."""
-    saved = _config(run_dir)
-    first = saved.get('config', {}).get('seed', 0)
+    """The seeds of a run (its first seed and the seed count), else 0 .. count - 1."""
+    first = run_facts(run_dir)['seed']
     return list(range(first, first + count)) if isinstance(first, int) else list(range(count))
-
-
-def run_dataset(run_dir: str) -> str | None:
-    """The dataset a run learnt from (config.json), None for a run from scratch (it reads none, whatever
-    its config's dataset says) or without a config."""
-    config = _config(run_dir).get('config', {})
-    return None if config.get('method') == 'scratch' else config.get('dataset')
 
 
 def by_dataset(run_dirs: list[str]) -> dict[str | None, list[str]]:
@@ -177,20 +198,20 @@ def by_dataset(run_dirs: list[str]) -> dict[str | None, list[str]]:
     groups: dict[str | None, list[str]] = {}
     envs: dict[str, str | None] = {}
     for run_dir in run_dirs:
-        dataset = run_dataset(run_dir)
-        env = _config(run_dir).get('config', {}).get('env')
-        if dataset is None and env in envs:
-            dataset = envs[env]
-        envs.setdefault(env, dataset)
+        facts = run_facts(run_dir)
+        dataset = facts['dataset']
+        if dataset is None and facts['env'] in envs:
+            dataset = envs[facts['env']]
+        envs.setdefault(facts['env'], dataset)
         groups.setdefault(dataset, []).append(run_dir)
     return groups
 
 
 def run_label(run_dir: str) -> str:
-    """'<method> <env>' from the run's config.json, else the directory name."""
-    config = _config(run_dir).get('config', {})
-    if 'method' in config and 'env' in config:
-        return f"{config['method']} {config['env']}"
+    """'<method> <env>' of the run, else the directory name."""
+    facts = run_facts(run_dir)
+    if facts['method'] and facts['env']:
+        return f"{facts['method']} {facts['env']}"
     return os.path.basename(os.path.normpath(run_dir))
 
 

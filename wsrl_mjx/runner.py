@@ -445,9 +445,11 @@ class Runner:
         return self.progress.step if self.progress.step >= pretrained else None
 
     def _write_config(self, progress: Progress) -> None:
+        from wsrl_mjx.config import learnt_from
+
         if self.lead:
             write_json(os.path.join(self.run_dir, 'config.json'), {
-                'config': progress.config, 'seeds': self.seeds,
+                'config': progress.config, 'seeds': self.seeds, 'dataset': learnt_from(self.cfg),
                 **({'pretrained_from': progress.pretrained_from} if progress.pretrained_from else {})})
 
 
@@ -474,7 +476,7 @@ def write_json(path: str, obj) -> None:
 def _summary(cfg, seeds: int, history, wall: dict, dataset=None) -> dict:
     import numpy as np
 
-    from wsrl_mjx.config import warmup_steps
+    from wsrl_mjx.config import learnt_from, warmup_steps
     from wsrl_mjx.data.dataset import summarize
 
     def scores(phase):
@@ -483,7 +485,7 @@ def _summary(cfg, seeds: int, history, wall: dict, dataset=None) -> dict:
 
     final = np.asarray(history[-1]['normalized_score'])
     return {
-        'env': cfg.env, 'method': cfg.method, 'dataset': cfg.dataset if cfg.method not in ('scratch',) else None,
+        'env': cfg.env, 'method': cfg.method, 'dataset': learnt_from(cfg),
         'seeds': list(range(cfg.seed, cfg.seed + seeds)), 'online_steps': cfg.online_steps,
         'normalized_score': final.tolist(),
         'normalized_score_mean': float(final.mean()), 'normalized_score_std': float(final.std()),
