@@ -35,7 +35,8 @@ def test_bad_input_one_line_exit_2_no_run_dir(tmp_path, args, named):
 
 
 @pytest.mark.parametrize('module,flag', [('wsrl_mjx.train', '--seeds'), ('wsrl_mjx.collect', '--level'),
-                                         ('wsrl_mjx.plot', '--out'), ('wsrl_mjx.bench', '--steps')])
+                                         ('wsrl_mjx.plot', '--out'), ('wsrl_mjx.bench', '--steps'),
+                                         ('wsrl_mjx.bench', '--config')])  # the flags bench shares with train
 def test_help_prints_usage_and_flags_exit_0(module, flag):
     result = subprocess.run([sys.executable, '-m', module, '--help'], cwd=REPO, capture_output=True, text=True,
                             timeout=120)

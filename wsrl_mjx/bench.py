@@ -34,7 +34,7 @@ import time
 
 from absl import flags
 
-from wsrl_mjx.cli import UsageError, exit_on_help, fail
+from wsrl_mjx.cli import HELP_FLAGS, UsageError, exit_on_help, fail
 
 _OUT = flags.DEFINE_string('out', None, 'Write the figures as JSON to this file.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed env steps per measurement (after compilation).')
@@ -483,6 +483,8 @@ BENCHES = {'online': online, 'offline': offline, 'checkpoint': checkpoint, 'prof
 
 
 def main(argv: list[str]) -> None:
+    if any(arg in HELP_FLAGS for arg in argv[1:]):
+        from wsrl_mjx import entry  # noqa: F401  defines --config and --seeds, so that --help lists them
     exit_on_help(argv, __doc__)
     given = any(a.startswith('--config=') for a in argv[1:])
     overrides = [a[len('--config.'):] for a in argv[1:] if a.startswith('--config.')]
@@ -493,7 +495,7 @@ def main(argv: list[str]) -> None:
         if arg.startswith('--') and name.removeprefix('no') in _RUN_FLAGS:
             fail(f'--{name}: a flag of python -m wsrl_mjx.train that no benchmark takes')
     # --config (with its --config.<key> overrides, which ml_collections reads from sys.argv) and --seeds
-    # are the flags train has too.
+    # are the flags train has too; entry defines them when imported, which must come after sys.argv is set.
     sys.argv = argv
     from wsrl_mjx import entry
 
