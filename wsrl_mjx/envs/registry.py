@@ -3,7 +3,9 @@
 brax's halfcheetah, hopper and walker2d use the Gym/D4RL observation and action sizes, rewards and
 frame skips (17/6, 11/3, 17/6; dt 0.05, 0.008, 0.008), so D4RL-normalised scores apply. brax's ant
 observes 27 values (no contact forces), not the 111 of D4RL's ant-v2: its scores use D4RL's ant
-reference returns, but D4RL ant files do not fit it.
+reference returns, but D4RL ant files do not fit it. antmaze-umaze, antmaze-medium and antmaze-large
+are D4RL's AntMaze tasks, built here on MJX (wsrl_mjx/envs/antmaze.py): 29 observations as D4RL's,
+return 1 for reaching the goal, normalised with D4RL's 0 and 1 (the success rate in percent).
 """
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ ENV_SPECS = {
     'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3, 11, 3),
     'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3, 17, 6),
     'ant': EnvSpec('ant', 'ant', -325.6, 3879.7, 27, 8),
+    'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8),
+    'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8),
+    'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8),
 }
 
 
@@ -47,6 +52,9 @@ def make_env(env_name: str, episode_length: int):
     with _quiet_loading(), _models_on_this_process():
         from brax import envs as brax_envs
 
+        from wsrl_mjx.envs import antmaze
+
+        antmaze.register()
         env = brax_envs.get_environment(ENV_SPECS[env_name].brax_name, backend='mjx')
     from wsrl_mjx.envs.wrappers import VecEnv
 

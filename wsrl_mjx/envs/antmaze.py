@@ -1,0 +1,226 @@
+"""AntMaze on MJX: D4RL's ant in D4RL's mazes, with its evaluation goals, sparse reward and score.
+
+Facts from D4RL (Farama-Foundation/D4RL, d4rl/locomotion/{maze_env,ant,goal_reaching_env}.py,
+assets/ant.xml and the antmaze-*-v2 registrations; the model and code here are written anew):
+- Maze maps: one character per cell, '1' a wall block, '0' free, 'r' the start cell, 'g' a goal cell.
+  The v2 tasks evaluate on the *_TEST maps (`EVAL_MAZES`); their datasets were collected on the
+  maps in `DATA_MAZES` (the same walls for umaze and medium; large's data map has more goal cells).
+- Cells are 4 x 4 (maze_size_scaling 4). Cell (row, col) is centred at
+  x = 4 (col - col_r), y = 4 (row - row_r): the start cell is the origin and y grows with the row.
+  Each wall cell is a box of half-sizes (2, 2, 1) centred 1 above the floor.
+- The ant: D4RL's ant.xml (timestep 0.02 with RK4, 5 substeps per env step, so dt 0.1; joint
+  armature and damping 1; every geom collides with the floor and walls, not with the ant itself;
+  motors with ctrlrange +-30, gear 1, reached from actions in [-1, 1] as 30 a).
+- Observation (29): qpos[:15] (torso x, y, z, orientation quaternion, 8 joint angles) and qvel[:14].
+  The goal is not observed (D4RL's eval=True tasks).
+- Reset (v2): qpos0 + U(-0.1, 0.1), qvel 0.1 N(0, 1); the goal is drawn at every reset: the
+  evaluation map's goal cell centre + U(0, 1) + U(0, 0.5) in x and in y.
+- Reward 1 when the torso's (x, y) is within 0.5 of the goal, and the episode ends there, so an
+  episode's return is 1 (success) or 0; D4RL normalises antmaze returns with 0 and 1, so the
+  normalised score is the success rate in percent. Time limits: umaze 700 steps, medium and large 1000.
+
+Where the MJX model differs from D4RL's MuJoCo one: runs of wall cells in a row are one box (the same
+solid, fewer collision pairs), and MJX's Newton solver runs with brax's ant settings for MJX (1
+iteration, 4 line-search steps) instead of MuJoCo's defaults (100 iterations). Contacts and the
+integrator are otherwise D4RL's; how close the dynamics are to D4RL's MuJoCo is not measured yet.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+MAZE_SCALING = 4.0  # cell size
+WALL_HALF_HEIGHT = 1.0  # D4RL: maze_height 0.5 x scaling / 2
+GOAL_RADIUS = 0.5
+ACTION_SCALE = 30.0  # motors take +-30; actions are in [-1, 1]
+EPISODE_LENGTHS = {'umaze': 700, 'medium': 1000, 'large': 1000}
+
+# D4RL's maps (U_MAZE_TEST, BIG_MAZE_TEST, HARDEST_MAZE_TEST): what the antmaze-*-v2 tasks evaluate on.
+EVAL_MAZES = {
+    'umaze': ('11111',
+              '1r001',
+              '11101',
+              '1g001',
+              '11111'),
+    'medium': ('11111111',
+               '1r011001',
+               '10010001',
+               '11000111',
+               '10010001',
+               '10100101',
+               '100010g1',
+               '11111111'),
+    'large': ('111111111111',
+              '1r0001000001',
+              '101101010101',
+              '100000010001',
+              '101111011101',
+              '100101000001',
+              '110101010111',
+              '100100010g01',
+              '111111111111'),
+}
+# The maps the datasets were collected on (U_MAZE, BIG_MAZE, HARDEST_MAZE): their goal cells are the
+# commanded goals of the "diverse" data.
+DATA_MAZES = {
+    'umaze': EVAL_MAZES['umaze'],
+    'medium': ('11111111',
+               '1r011001',
+               '100100g1',
+               '11000111',
+               '10010001',
+               '1g100101',
+               '10001g01',
+               '11111111'),
+    'large': ('111111111111',
+              '1r0001g00001',
+              '101101010101',
+              '10000g0100g1',
+              '101111011101',
+              '10g101000001',
+              '110101010111',
+              '1001g0g10g01',
+              '111111111111'),
+}
+
+
+def cells(maze: tuple[str, ...], kind: str) -> list[tuple[int, int]]:
+    """(row, col) of every cell of `kind` ('1', '0', 'r' or 'g'), row-major."""
+    return [(i, j) for i, row in enumerate(maze) for j, c in enumerate(row) if c == kind]
+
+
+def cell_xy(maze: tuple[str, ...], row: int, col: int) -> tuple[float, float]:
+    """World (x, y) of a cell's centre: the start cell is the origin, y grows with the row."""
+    (r0, c0), = cells(maze, 'r')
+    return MAZE_SCALING * (col - c0), MAZE_SCALING * (row - r0)
+
+
+def wall_boxes(maze: tuple[str, ...]) -> list[tuple[float, float, float, float]]:
+    """Walls as boxes (x, y, half-size x, half-size y): each run of wall cells along a row is one box,
+    which covers exactly the cells' own boxes."""
+    boxes = []
+    for i, row in enumerate(maze):
+        j = 0
+        while j < len(row):
+            if row[j] != '1':
+                j += 1
+                continue
+            end = j
+            while end + 1 < len(row) and row[end + 1] == '1':
+                end += 1
+            (x0, y), (x1, _) = cell_xy(maze, i, j), cell_xy(maze, i, end)
+            boxes.append(((x0 + x1) / 2, y, MAZE_SCALING / 2 * (end - j + 1), MAZE_SCALING / 2))
+            j = end + 1
+    return boxes
+
+
+_LEGS = (  # (name, hip/ankle index, direction of the leg in x and y, ankle axis, ankle range in degrees)
+    ('front_left_leg', 1, (1, 1), '-1 1 0', '30 70'),
+    ('front_right_leg', 2, (-1, 1), '1 1 0', '-70 -30'),
+    ('back_leg', 3, (-1, -1), '-1 1 0', '-70 -30'),
+    ('right_back_leg', 4, (1, -1), '1 1 0', '30 70'),
+)
+_MOTOR_ORDER = ('hip_4', 'ankle_4', 'hip_1', 'ankle_1', 'hip_2', 'ankle_2', 'hip_3', 'ankle_3')
+
+
+def model_xml(maze: tuple[str, ...]) -> str:
+    """MJCF of D4RL's ant in `maze` (see the module docstring)."""
+    legs = []
+    for name, k, (sx, sy), ankle_axis, ankle_range in _LEGS:
+        a = f'{0.2 * sx} {0.2 * sy} 0'
+        legs.append(f'''
+      <body name="{name}" pos="0 0 0">
+        <geom fromto="0 0 0 {a}" name="aux_{k}_geom" size="0.08" type="capsule"/>
+        <body name="aux_{k}" pos="{a}">
+          <joint axis="0 0 1" name="hip_{k}" pos="0 0 0" range="-30 30" type="hinge"/>
+          <geom fromto="0 0 0 {a}" name="leg_{k}_geom" size="0.08" type="capsule"/>
+          <body pos="{a}">
+            <joint axis="{ankle_axis}" name="ankle_{k}" pos="0 0 0" range="{ankle_range}" type="hinge"/>
+            <geom fromto="0 0 0 {0.4 * sx} {0.4 * sy} 0" name="ankle_{k}_geom" size="0.08" type="capsule"/>
+          </body>
+        </body>
+      </body>''')
+    walls = ''.join(
+        f'\n    <geom name="wall_{n}" type="box" pos="{x} {y} {WALL_HALF_HEIGHT}" '
+        f'size="{hx} {hy} {WALL_HALF_HEIGHT}" contype="1" conaffinity="1" rgba="0.7 0.5 0.3 1"/>'
+        for n, (x, y, hx, hy) in enumerate(wall_boxes(maze)))
+    motors = ''.join(f'\n    <motor joint="{j}" ctrlrange="-{ACTION_SCALE} {ACTION_SCALE}" ctrllimited="true"/>'
+                     for j in _MOTOR_ORDER)
+    return f'''<mujoco model="antmaze">
+  <compiler angle="degree" coordinate="local" inertiafromgeom="true"/>
+  <option timestep="0.02" integrator="RK4"/>
+  <default>
+    <joint armature="1" damping="1" limited="true"/>
+    <geom condim="3" contype="1" conaffinity="0" margin="0.01" friction="1 0.5 0.5" solref=".02 1"
+          solimp=".8 .8 .01" density="5.0" rgba="0.8 0.6 0.4 1"/>
+  </default>
+  <worldbody>
+    <geom name="floor" type="plane" pos="0 0 0" size="40 40 40" conaffinity="1" rgba="0.8 0.9 0.8 1"/>{walls}
+    <body name="torso" pos="0 0 0.75">
+      <geom name="torso_geom" pos="0 0 0" size="0.25" type="sphere"/>
+      <joint armature="0" damping="0" limited="false" margin="0.01" name="root" pos="0 0 0" type="free"/>{''.join(legs)}
+    </body>
+  </worldbody>
+  <actuator>{motors}
+  </actuator>
+</mujoco>'''
+
+
+def make_env_class():
+    """The brax env class (built on first use: importing brax is slow and this module is imported by the
+    registry for its sizes)."""
+    import mujoco
+    from brax.envs.base import PipelineEnv, State
+    from brax.io import mjcf
+
+    class AntMaze(PipelineEnv):
+        """D4RL's antmaze-<maze>-v2 task on MJX (module docstring): obs [29], actions [8] in [-1, 1]."""
+
+        def __init__(self, maze: str = 'umaze', backend: str = 'mjx', **kwargs):
+            self.maze_name = maze
+            self.maze = EVAL_MAZES[maze]
+            sys = mjcf.loads(model_xml(self.maze))
+            # brax's ant settings for MJX: few solver iterations (MuJoCo's 100 would dominate the step).
+            sys = sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': 1,
+                                    'opt.ls_iterations': 4})
+            kwargs['n_frames'] = kwargs.get('n_frames', 5)
+            super().__init__(sys=sys, backend=backend, **kwargs)
+            (goal_row, goal_col), = cells(self.maze, 'g')
+            self.goal_cell_xy = jnp.asarray(cell_xy(self.maze, goal_row, goal_col), jnp.float32)
+
+        def reset(self, rng: jax.Array) -> State:
+            q_key, qd_key, goal_key, goal_key2 = jax.random.split(rng, 4)
+            q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-0.1, maxval=0.1)
+            qd = 0.1 * jax.random.normal(qd_key, (self.sys.qd_size(),))
+            pipeline_state = self.pipeline_init(q, qd)
+            goal = (self.goal_cell_xy + jax.random.uniform(goal_key, (2,), maxval=0.25 * MAZE_SCALING)
+                    + jax.random.uniform(goal_key2, (2,), maxval=0.125 * MAZE_SCALING))
+            zero = jnp.zeros(())
+            return State(pipeline_state, self._observe(pipeline_state), zero, zero,
+                         {'success': zero, 'goal_distance': jnp.linalg.norm(q[:2] - goal)}, {'goal': goal})
+
+        def step(self, state: State, action: jax.Array) -> State:
+            pipeline_state = self.pipeline_step(state.pipeline_state, ACTION_SCALE * jnp.clip(action, -1.0, 1.0))
+            distance = jnp.linalg.norm(pipeline_state.q[:2] - state.info['goal'])
+            success = (distance <= GOAL_RADIUS).astype(jnp.float32)
+            state.metrics.update(success=success, goal_distance=distance)
+            return state.replace(pipeline_state=pipeline_state, obs=self._observe(pipeline_state), reward=success,
+                                 done=success)
+
+        def _observe(self, pipeline_state) -> jax.Array:
+            return jnp.concatenate([pipeline_state.q[:15], pipeline_state.qd[:14]])
+
+    return AntMaze
+
+
+def register() -> None:
+    """Registers antmaze_umaze, antmaze_medium and antmaze_large with brax.envs (once)."""
+    import functools
+
+    from brax import envs as brax_envs
+
+    cls = make_env_class()
+    for maze in EVAL_MAZES:
+        name = f'antmaze_{maze}'
+        if name not in brax_envs._envs:
+            brax_envs.register_environment(name, functools.partial(cls, maze=maze))
