@@ -239,3 +239,30 @@ def test_per_step_fields_stored_as_columns_are_read(tmp_path):
     loaded = load(path, OBS, ACT)
     for k in ('rewards', 'terminals', 'timeouts'):
         np.testing.assert_array_equal(getattr(loaded, k), getattr(data, k))
+
+
+def test_d4rl_antmaze_v2_layout_is_read_for_the_antmaze_envs(tmp_path):
+    """D4RL's antmaze-v2 files: 29 observations, 8 actions, sparse rewards with a terminal at the goal,
+    timeouts, and infos/goal, infos/qpos, infos/qvel groups beside them (read past)."""
+    from wsrl_mjx.envs.registry import ENV_SPECS
+
+    rng = np.random.default_rng(4)
+    n = 12
+    rewards = np.zeros(n, np.float32)
+    rewards[4] = 1.0  # the goal reached on step 4: D4RL's v2 data mark it terminal
+    path = str(tmp_path / 'antmaze-umaze-v2.hdf5')
+    with h5py.File(path, 'w') as f:
+        f.create_dataset('observations', data=rng.normal(size=(n, 29)).astype(np.float32))
+        f.create_dataset('actions', data=rng.uniform(-1, 1, (n, 8)).astype(np.float32))
+        f.create_dataset('rewards', data=rewards)
+        f.create_dataset('terminals', data=rewards > 0)
+        f.create_dataset('timeouts', data=np.arange(n) == n - 1)
+        f.create_dataset('infos/goal', data=np.tile([0.5, 8.3], (n, 1)))
+        f.create_dataset('infos/qpos', data=rng.normal(size=(n, 15)))
+        f.create_dataset('infos/qvel', data=rng.normal(size=(n, 14)))
+    spec = ENV_SPECS['antmaze-umaze']
+    loaded = load(path, spec.obs_dim, spec.act_dim)
+    assert len(loaded) == n - 1  # the file's last (timed-out) step has no successor
+    assert loaded.terminals.tolist() == [i == 4 for i in range(n - 1)]
+    with pytest.raises(DatasetError, match='observations'):
+        load(path, ENV_SPECS['ant'].obs_dim, ENV_SPECS['ant'].act_dim)  # brax's ant observes 27

@@ -165,18 +165,18 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
              f'one of auto, {", ".join(WARMUP_POLICIES)}')
     _require(isinstance(cfg.dataset, str) and cfg.dataset != '', 'dataset', cfg.dataset,
              '<env>-<level> or the path of an HDF5 file')
-    from wsrl_mjx.data.collect import LEVELS
     from wsrl_mjx.data.registry import parse_name
 
     named = parse_name(cfg.dataset)
     # Methods without offline data (scratch) never read the dataset, so its env need not match.
     _require(named is None or named[0] == cfg.env or not uses_dataset(cfg), 'dataset', cfg.dataset,
              f'a dataset of env={cfg.env}')
-    _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
-             f'<env>-<level> (levels: {", ".join(LEVELS)}) or an .hdf5/.h5 file')
-    if named is not None and uses_dataset(cfg):  # generated here: the behaviour policies must be shipped
-        from wsrl_mjx.data.collect import available_levels
+    from wsrl_mjx.data.collect import available_levels
 
+    _require(named is not None or cfg.dataset.endswith(('.hdf5', '.h5')), 'dataset', cfg.dataset,
+             f'{cfg.env}-<level> (generated here: {", ".join(available_levels(cfg.env))}) or an .hdf5/.h5 file'
+             + (" (D4RL's antmaze-v2 files fit)" if cfg.env.startswith('antmaze') else ''))
+    if named is not None and uses_dataset(cfg):  # generated here: the behaviour policies must be shipped
         levels = available_levels(named[0])
         _require(named[1] in levels, 'dataset', cfg.dataset,
                  f'a level whose behaviour policies are shipped for {named[0]} '

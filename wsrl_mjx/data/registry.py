@@ -32,8 +32,13 @@ def parse_name(name: str) -> tuple[str, str] | None:
     from wsrl_mjx.data.collect import LEVELS
     from wsrl_mjx.envs.registry import ENV_SPECS
 
-    env, _, level = name.partition('-')
-    return (env, level) if env in ENV_SPECS and level in LEVELS else None
+    # The longest env name that prefixes it: env names may hold '-' themselves (antmaze-umaze).
+    envs = [env for env in ENV_SPECS if name.startswith(f'{env}-')]
+    if not envs:
+        return None
+    env = max(envs, key=len)
+    level = name[len(env) + 1:]
+    return (env, level) if level in LEVELS else None
 
 
 def resolve(name: str, size: int, seed: int = 0, quiet: bool = False) -> str:
