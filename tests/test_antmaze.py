@@ -43,6 +43,32 @@ def test_model_is_d4rls_ant():
     np.testing.assert_allclose(m.body_pos[torso], [0.0, 0.0, 0.75])
 
 
+def test_the_solver_bounds_keep_d4rls_dynamics():
+    """One env step (5 substeps) with the env's solver bounds against MuJoCo's defaults (D4RL's), from
+    states of random play, in native MuJoCo: the torso's (x, y) and the velocities agree closely."""
+    xml = antmaze.model_xml(antmaze.EVAL_MAZES['umaze'])
+    d4rl = mujoco.MjModel.from_xml_string(xml)
+    bounded = mujoco.MjModel.from_xml_string(xml)
+    bounded.opt.iterations, bounded.opt.ls_iterations = antmaze.SOLVER_ITERATIONS, antmaze.LS_ITERATIONS
+    assert (d4rl.opt.iterations, d4rl.opt.ls_iterations) == (100, 50)
+
+    def env_step(model, qpos, qvel, action):
+        data = mujoco.MjData(model)
+        data.qpos[:], data.qvel[:], data.ctrl[:] = qpos, qvel, antmaze.ACTION_SCALE * action
+        for _ in range(5):
+            mujoco.mj_step(model, data)
+        return data.qpos.copy(), data.qvel.copy()
+
+    rng = np.random.default_rng(0)
+    qpos, qvel = d4rl.qpos0 + rng.uniform(-0.1, 0.1, d4rl.nq), 0.1 * rng.normal(size=d4rl.nv)
+    for _ in range(100):
+        action = rng.uniform(-1.0, 1.0, 8)
+        (q, v), (q_bounded, v_bounded) = env_step(d4rl, qpos, qvel, action), env_step(bounded, qpos, qvel, action)
+        np.testing.assert_allclose(q_bounded[:2], q[:2], atol=1e-4)
+        np.testing.assert_allclose(v_bounded, v, atol=1e-2 * (1.0 + np.abs(v - qvel).max()))
+        qpos, qvel = q, v
+
+
 @pytest.fixture(scope='module')
 def umaze():
     from wsrl_mjx.envs import make_env
