@@ -28,6 +28,9 @@ def test_run_directory_contract(smoke_run):
     assert {'config.json', 'metrics.jsonl', 'summary.json', 'curves.png', 'checkpoints', 'policies'} <= set(
         os.listdir(run_dir))
     assert any(name.startswith('events.out.tfevents') for name in os.listdir(run_dir))
+    with open(os.path.join(run_dir, 'config.json')) as f:
+        assert json.load(f)['dataset'] == cfg.dataset  # the data it learns from (wsrl reads its dataset)
+    assert summary['dataset'] == cfg.dataset
     records = [json.loads(line) for line in open(os.path.join(run_dir, 'metrics.jsonl'))]
     assert {r['phase'] for r in records} == {'pretrain', 'warmup', 'finetune'}
     evals = [(r['phase'], r['step']) for r in records if 'normalized_score' in r]

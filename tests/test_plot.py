@@ -59,6 +59,7 @@ def test_recovery_step_is_the_first_step_after_the_dip_back_at_90_percent_of_off
     assert plot.recovery_step(steps, np.array([50.0, 48.0, 46.0, 47.0, 49.0]), 50.0) == 20  # never below 45
     assert plot.recovery_step(steps, np.array([50.0, 10.0, 44.0, 40.0, 30.0]), 50.0) is None  # never back
     assert plot.recovery_step(steps, np.array([50.0, 10.0, 44.0, 46.0, 20.0]), None) is None  # no offline score
+    assert plot.recovery_step(steps, np.array([0.0, 0.0, 10.0, 0.0, 0.0]), 0.0) is None  # nothing to recover
 
 
 def test_figure_marks_the_dataset_and_the_offline_score_once(tmp_path):
@@ -91,7 +92,6 @@ def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):
     assert plot.figure_path('f.png', 'data/hopper-mr.hdf5', True) == 'f_hopper_mr_hdf5.png'
 
 
-
 def test_a_run_in_progress_is_labelled_and_grouped_from_its_config(tmp_path):
     root = str(tmp_path)
     running = _run(root, 'r', 'hopper-medium', 'scratch', None, [[1.0, 2.0]], env='walker2d', seed=7, finished=False)
@@ -99,3 +99,16 @@ def test_a_run_in_progress_is_labelled_and_grouped_from_its_config(tmp_path):
     assert plot.run_label(running) == 'scratch walker2d'
     assert plot.run_seeds(running, 2) == [7, 8]
     assert plot.by_dataset([running]) == {None: [running]}  # config.json says it learns from no dataset
+
+
+def test_an_older_run_in_progress_from_scratch_reads_no_dataset(tmp_path):
+    """config.json before 2026-12-06 had no top-level dataset: a run from scratch still reads none."""
+    running = _run(str(tmp_path), 'old', 'halfcheetah-medium', 'scratch', None, [[1.0]], env='walker2d', finished=False)
+    with open(os.path.join(running, 'config.json'), 'w') as f:
+        json.dump({'config': {'dataset': 'halfcheetah-medium', 'method': 'scratch', 'env': 'walker2d', 'seed': 0},
+                   'seeds': 1}, f)
+    assert plot.run_facts(running)['dataset'] is None
+    wsrl = _run(str(tmp_path), 'old_wsrl', 'hopper-medium', 'wsrl', [1.0], [[1.0]], finished=False)
+    with open(os.path.join(wsrl, 'config.json'), 'w') as f:
+        json.dump({'config': {'dataset': 'hopper-medium', 'method': 'wsrl', 'env': 'hopper', 'seed': 0}}, f)
+    assert plot.run_facts(wsrl)['dataset'] == 'hopper-medium'

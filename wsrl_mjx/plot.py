@@ -117,9 +117,10 @@ RECOVERED = 0.9  # a curve is back once it reaches this fraction of its offline 
 
 
 def recovery_step(steps: np.ndarray, mean: np.ndarray, offline: float | None) -> int | None:
-    """The first online step, after the lowest point of the mean curve, at which the mean is back at
-    RECOVERED x the offline score; None without an offline score or if it never gets back."""
-    if offline is None:
+    """The first online step, from the lowest point of the mean curve on, at which the mean is at least
+    RECOVERED x the offline score (the lowest point's own step if it never fell below that); None
+    without a positive offline score or if it never gets back."""
+    if offline is None or offline <= 0:
         return None
     lowest = int(np.argmin(mean))
     back = np.nonzero(mean[lowest:] >= RECOVERED * offline)[0]
@@ -181,8 +182,11 @@ def run_facts(run_dir: str) -> dict:
                 'seed': seeds[0]}
     saved = _read_json(os.path.join(run_dir, 'config.json'))
     config = saved.get('config', {})
-    return {'method': config.get('method'), 'env': config.get('env'),
-            'dataset': saved['dataset'] if 'dataset' in saved else config.get('dataset'),
+    if 'dataset' in saved:
+        dataset = saved['dataset']
+    else:  # a config.json written before 2026-12-06 has only the config's dataset, unread from scratch
+        dataset = None if config.get('method') == 'scratch' else config.get('dataset')
+    return {'method': config.get('method'), 'env': config.get('env'), 'dataset': dataset,
             'seed': config.get('seed', 0)}
 
 

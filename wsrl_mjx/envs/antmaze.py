@@ -33,6 +33,8 @@ defaults.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -174,9 +176,10 @@ def model_xml(maze: tuple[str, ...]) -> str:
 </mujoco>'''
 
 
+@functools.lru_cache(maxsize=None)
 def make_env_class():
-    """The brax env class (built on first use: importing brax is slow and this module is imported by the
-    registry for its sizes)."""
+    """The brax env class, built once on first use (it subclasses brax's PipelineEnv, and importing
+    brax is slow)."""
     import mujoco
     from brax.envs.base import PipelineEnv, State
     from brax.io import mjcf
@@ -185,7 +188,6 @@ def make_env_class():
         """D4RL's antmaze-<maze>-v2 task on MJX (module docstring): obs [29], actions [8] in [-1, 1]."""
 
         def __init__(self, maze: str = 'umaze', backend: str = 'mjx', **kwargs):
-            self.maze_name = maze
             self.maze = EVAL_MAZES[maze]
             sys = mjcf.loads(model_xml(self.maze))
             sys = sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': SOLVER_ITERATIONS,
@@ -210,9 +212,8 @@ def make_env_class():
             pipeline_state = self.pipeline_step(state.pipeline_state, ACTION_SCALE * jnp.clip(action, -1.0, 1.0))
             distance = jnp.linalg.norm(pipeline_state.q[:2] - state.info['goal'])
             success = (distance <= GOAL_RADIUS).astype(jnp.float32)
-            state.metrics.update(success=success, goal_distance=distance)
             return state.replace(pipeline_state=pipeline_state, obs=self._observe(pipeline_state), reward=success,
-                                 done=success)
+                                 done=success, metrics={**state.metrics, 'success': success, 'goal_distance': distance})
 
         def _observe(self, pipeline_state) -> jax.Array:
             return jnp.concatenate([pipeline_state.q[:15], pipeline_state.qd[:14]])
@@ -221,13 +222,9 @@ def make_env_class():
 
 
 def register() -> None:
-    """Registers antmaze_umaze, antmaze_medium and antmaze_large with brax.envs (once)."""
-    import functools
-
+    """Registers antmaze_umaze, antmaze_medium and antmaze_large with brax.envs."""
     from brax import envs as brax_envs
 
     cls = make_env_class()
     for maze in EVAL_MAZES:
-        name = f'antmaze_{maze}'
-        if name not in brax_envs._envs:
-            brax_envs.register_environment(name, functools.partial(cls, maze=maze))
+        brax_envs.register_environment(f'antmaze_{maze}', functools.partial(cls, maze=maze))

@@ -52,9 +52,10 @@ def make_env(env_name: str, episode_length: int):
     with _quiet_loading(), _models_on_this_process():
         from brax import envs as brax_envs
 
-        from wsrl_mjx.envs import antmaze
+        if env_name.startswith('antmaze'):
+            from wsrl_mjx.envs import antmaze
 
-        antmaze.register()
+            antmaze.register()
         env = brax_envs.get_environment(ENV_SPECS[env_name].brax_name, backend='mjx')
     from wsrl_mjx.envs.wrappers import VecEnv
 
