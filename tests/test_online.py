@@ -60,7 +60,9 @@ def test_run_directory_contract(smoke_run):
     online = [np.mean(r['normalized_score']) for r in evaluated[1:]]
     expected = [np.mean(saved['normalized_score_offline']), online[0], min(online), online[-1]]
     data = '-' if saved['dataset_normalized_score'] is None else f"{saved['dataset_normalized_score']:.1f}"
-    assert row[-8:-2] == ['2', data, *(f'{v:.1f}' for v in expected)]  # seeds, data, offline, warmup, lowest, final
+    # seeds, data, offline, warmup, lowest and its step, (back at 90% of offline), final, [interval]
+    assert row[-10:-5] == ['2', data, *(f'{v:.1f}' for v in expected[:3])] and row[-3] == f'{expected[3]:.1f}'
+    assert row[-5] == str(evaluated[1:][int(np.argmin(online))]['step'])
 
 
 def test_result_table_puts_the_dataset_beside_the_scores():
