@@ -4,7 +4,8 @@ Facts from D4RL (Farama-Foundation/D4RL, d4rl/locomotion/{maze_env,ant,goal_reac
 assets/ant.xml and the antmaze-*-v2 registrations; the model and code here are written anew):
 - Maze maps: one character per cell, '1' a wall block, '0' free, 'r' the start cell, 'g' a goal cell.
   The v2 tasks evaluate on the *_TEST maps (`EVAL_MAZES`); their datasets were collected on the
-  maps in `DATA_MAZES` (the same walls for umaze and medium; large's data map has more goal cells).
+  maps in `DATA_MAZES`: the same walls, with the goal cells the data's commanded goals came from
+  (medium 3, large 7; the evaluation goal of medium is not one of them).
 - Cells are 4 x 4 (maze_size_scaling 4). Cell (row, col) is centred at
   x = 4 (col - col_r), y = 4 (row - row_r): the start cell is the origin and y grows with the row.
   Each wall cell is a box of half-sizes (2, 2, 1) centred 1 above the floor.
