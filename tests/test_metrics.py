@@ -27,3 +27,9 @@ def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch)
             bar.update(task, completed=done)
         bar.update(task, speed='1 steps/s')  # no count given: none
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines() if 'elapsed' in line] == ['1/3', '2/3', '3/3']
+    with progress_bar(every=0.0) as bar:  # counted by advancing (dataset collection)
+        task = bar.add_task('collect', total=4, speed='', score='')
+        bar.update(task, advance=2)
+        bar.update(task, advance=0)  # nothing moved: none
+        bar.update(task, advance=2)
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines() if 'elapsed' in line] == ['2/4', '4/4']

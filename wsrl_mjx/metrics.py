@@ -70,7 +70,8 @@ class _Progress(Progress):
         task = self._tasks[task_id]
         now, (last, score) = time.monotonic(), self._lines.get(task_id, (None, ''))
         new_score = task.fields.get('score', '') != score
-        if not new_score and (fields.get('completed') is None or (last is not None and now - last < self._every)):
+        moved = fields.get('completed') is not None or bool(fields.get('advance'))
+        if not new_score and (not moved or (last is not None and now - last < self._every)):
             return
         self._lines[task_id] = (now, task.fields.get('score', ''))
         minutes, seconds = divmod(int(task.elapsed or 0.0), 60)
