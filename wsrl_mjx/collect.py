@@ -53,6 +53,9 @@ def main(argv: list[str]) -> None:
         fail('--out=FILE is required (or --info FILE)')
     if f.policy and not os.path.isfile(f.policy):
         fail(f'--policy={f.policy}: no such file')
+    from wsrl_mjx.entry import enable_compilation_cache
+
+    enable_compilation_cache()  # as train does: a second collection loads the rollout program
     try:
         data = collect(f.env, f.level, f.size, f.seed, f.envs, f.policy, f.quiet)
         write_hdf5(f.out, data)
