@@ -55,3 +55,27 @@ def test_dataset_names_take_the_longest_env_name_and_list_what_is_generated():
         validate(cfg)
     cfg.dataset = 'antmaze-umaze-random'
     validate(cfg)
+
+
+def test_configs_saved_before_the_reward_keys_moved_still_compare():
+    # pretrain.reward_scale / reward_bias (offline data only) became the top-level reward_scale /
+    # reward_bias (offline and online); saved configs are read in today's layout.
+    import os
+
+    from wsrl_mjx import train
+    from wsrl_mjx.config import json_config, upgrade
+
+    old = {'env': 'hopper', 'pretrain': {'steps': 5, 'reward_scale': 2.0, 'reward_bias': -1.0}}
+    assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'pretrain': {'steps': 5}}
+    assert old['pretrain']['reward_scale'] == 2.0  # the argument is left as it was
+    new = json_config(locomotion.get_config('default'))
+    assert upgrade(new) is new and 'reward_scale' not in new['pretrain'] and new['reward_scale'] == 1.0
+    # The reproduction's kept pretraining (saved with the old layout) is accepted by its protocol's
+    # command, and a different reward scale is refused, naming the key.
+    kept = os.path.join(os.path.dirname(__file__), '..', 'docs', 'reproduction', 'halfcheetah-medium')
+    cfg = locomotion.get_config('default')
+    cfg.dataset = 'halfcheetah-medium'
+    assert train.read_pretrained(kept, cfg, 5)['seeds'] == 5
+    cfg.reward_scale = 10.0
+    with pytest.raises(train.UsageError, match='config.reward_scale=10.0 differs from 1.0'):
+        train.read_pretrained(kept, cfg, 5)

@@ -267,3 +267,34 @@ def test_iqm_and_its_stratified_bootstrap_hand_computed():
     rng = np.random.default_rng(1)
     value, low, high = stratified_bootstrap_iqm(rng.normal(50.0, 5.0, size=(5, 3)), samples=500)
     assert low < value < high and high - low > 1.0
+
+
+def test_online_rewards_get_the_offline_datas_scale_and_bias():
+    # The buffer stores r * reward_scale + reward_bias, as offline.from_dataset does for the dataset
+    # (the reference scales its online env's rewards too); the episode returns stay the env's own.
+    from types import SimpleNamespace
+
+    from kernels.replay import replay_init
+
+    raw = jnp.array([1.0, -2.0], jnp.float32)
+
+    class Env:  # two envs; one step of each; no MJX
+        def step(self, state, action, key):
+            transition = Transition(observation=jnp.zeros((2, OBS)), action=action, reward=raw,
+                                    next_observation=jnp.ones((2, OBS)), mask=jnp.ones(2))
+            return state, transition, StepInfo(done=jnp.array([True, False]), episode_return=jnp.array([7.0, 0.0]))
+
+    agent = config()
+    example = Transition(observation=jnp.zeros(OBS), action=jnp.zeros(agent.act_dim), reward=jnp.zeros(()),
+                         next_observation=jnp.zeros(OBS), mask=jnp.zeros(()))
+    rewards = {}
+    for scale, bias in ((1.0, 0.0), (10.0, -5.0)):
+        spec = online.OnlineSpec(agent=agent, num_envs=2, buffer_capacity=4, reward_scale=scale, reward_bias=bias)
+        state = online.OnlineState(agent=None, buffer=replay_init(example, 4),
+                                   env=SimpleNamespace(observation=jnp.zeros((2, OBS))), key=jax.random.key(0),
+                                   env_steps=jnp.zeros((), jnp.int32))
+        state, info = online.collect_step(state, Env(), spec, 'uniform')
+        rewards[scale, bias] = np.asarray(replay_get(state.buffer, jnp.arange(2)).reward)
+        np.testing.assert_array_equal(np.asarray(info.episode_return), [7.0, 0.0])
+    np.testing.assert_array_equal(rewards[1.0, 0.0], [1.0, -2.0])
+    np.testing.assert_array_equal(rewards[10.0, -5.0], [5.0, -25.0])

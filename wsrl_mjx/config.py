@@ -46,6 +46,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_episodes = 20
     c.checkpoint_interval = 20_000  # env steps per seed between checkpoints (also at each phase end); 0: none
     c.checkpoint_keep = 3  # checkpoints kept (the newest)
+    # The reward the critic learns from, offline and online: r * reward_scale + reward_bias (the
+    # reference's --reward_scale / --reward_bias, applied to the dataset and to the online env alike;
+    # WSRL: locomotion 1 / 0, antmaze 10 / -5). Scores and episode returns stay the env's own.
+    c.reward_scale = 1.0
+    c.reward_bias = 0.0
 
     a = ml_collections.ConfigDict()
     a.num_critics = 10
@@ -74,8 +79,6 @@ def base_config() -> ml_collections.ConfigDict:
     p.batch_size = 256
     p.log_interval = 5_000  # updates per compiled chunk
     p.eval_interval = 50_000
-    p.reward_scale = 1.0
-    p.reward_bias = 0.0
     p.cql_alpha = 5.0
     p.cql_n_actions = 10
     p.cql_temperature = 1.0
@@ -122,6 +125,18 @@ PRETRAIN_ALGOS = ('cql', 'calql', 'iql')
 def json_config(cfg) -> dict:
     """The config as plain JSON values (tuples become lists), for config.json and comparisons."""
     return json.loads(json.dumps(cfg.to_dict(), default=list))
+
+
+def upgrade(saved: dict) -> dict:
+    """A config saved by an older version (config.json, a checkpoint's host item) in today's layout:
+    before 2026-12-06 the reward scale and bias were pretrain.reward_scale / pretrain.reward_bias and
+    applied to the offline data only (every run kept in docs/ has them at 1 / 0, where the two agree)."""
+    pretrain = saved.get('pretrain')
+    if not isinstance(pretrain, dict) or not {'reward_scale', 'reward_bias'} & set(pretrain):
+        return saved
+    pretrain = dict(pretrain)
+    moved = {key: pretrain.pop(key) for key in ('reward_scale', 'reward_bias') if key in pretrain}
+    return {**saved, **{k: v for k, v in moved.items() if k not in saved}, 'pretrain': pretrain}
 
 
 def method(cfg) -> Method:
@@ -194,7 +209,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(p.steps % p.log_interval == 0, 'pretrain.steps', p.steps, f'a multiple of pretrain.log_interval={p.log_interval}')
     _require(p.eval_interval % p.log_interval == 0, 'pretrain.eval_interval', p.eval_interval,
              f'a multiple of pretrain.log_interval={p.log_interval}')
-    for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr', 'reward_scale'):
+    _require(cfg.reward_scale > 0, 'reward_scale', cfg.reward_scale, 'a positive number')
+    for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr'):
         _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
     _require(p.actor_lr is None or p.actor_lr > 0, 'pretrain.actor_lr', p.actor_lr, 'a positive number or None')
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')

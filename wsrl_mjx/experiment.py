@@ -38,7 +38,7 @@ class Experiment:
         online_spec = online.OnlineSpec(
             agent=agent, num_envs=cfg.num_envs, buffer_capacity=cfg.buffer_capacity, update=m.online,
             offline_cfg=None if m.online == 'sac' else offline_config(cfg, agent, m.online),
-            offline_ratio=m.offline_ratio)
+            offline_ratio=m.offline_ratio, reward_scale=cfg.reward_scale, reward_bias=cfg.reward_bias)
         program_spec = programs.ProgramSpec(
             env_name=cfg.env, episode_length=cfg.episode_length, online=online_spec, plan=schedule(cfg),
             warmup_policy=warmup_policy(cfg), eval_episodes=cfg.eval_episodes, seeds=seeds,

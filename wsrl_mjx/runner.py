@@ -196,8 +196,8 @@ class Runner:
         self.data = None
         if dataset is not None and (self.pprogs is not None or m.offline_ratio > 0):
             sharding = self.pprogs.data_sharding if self.pprogs else parallel.replicated(self.progs.sharding.mesh)
-            self.data = offline.from_dataset(dataset, cfg.agent.discount, cfg.pretrain.reward_scale,
-                                             cfg.pretrain.reward_bias, sharding=sharding)
+            self.data = offline.from_dataset(dataset, cfg.agent.discount, cfg.reward_scale, cfg.reward_bias,
+                                             sharding=sharding)
         jax.block_until_ready(self.state)
         self.progress = progress.timed('compile', time.perf_counter() - tic)
         self.resumed = resume

@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
         except CheckpointMismatch as e:
             fail(f'--load={_LOAD.value}: {e}')
         checkpoints.close()
-    data = offline.from_dataset(dataset, cfg.agent.discount, p.reward_scale, p.reward_bias,
+    data = offline.from_dataset(dataset, cfg.agent.discount, cfg.reward_scale, cfg.reward_bias,
                                 sharding=progs.data_sharding)
     jax.block_until_ready(evaluate_fn(state.agent.actor, eval_key))
     print(f'compiled in {time.perf_counter() - tic:.0f} s', flush=True)

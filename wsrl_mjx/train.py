@@ -64,7 +64,7 @@ def _resumed_config(argv: list[str], cfg, seeds: int):
     """The config and seed count of the run being resumed; refuses a different config or seed count."""
     import ml_collections
 
-    from wsrl_mjx.config import ConfigError, json_config, validate
+    from wsrl_mjx.config import ConfigError, json_config, upgrade, validate
 
     run_dir = _RUN_DIR.value
     if not run_dir:
@@ -73,7 +73,7 @@ def _resumed_config(argv: list[str], cfg, seeds: int):
     try:
         with open(path) as f:
             saved = json.load(f)
-        saved_config, saved_seeds = saved['config'], int(saved['seeds'])
+        saved_config, saved_seeds = upgrade(saved['config']), int(saved['seeds'])
     except (OSError, ValueError, KeyError, TypeError):
         raise UsageError(f'--run_dir={run_dir}: no readable config.json with config and seeds; not a run directory')
     if latest_checkpoint_step(run_dir) is None:
@@ -133,7 +133,8 @@ def latest_checkpoint_step(run_dir: str) -> int | None:
 
 # The config keys that make a pretraining what it is (all of pretrain.* but eval_interval): a run may
 # start from another's pretrained agent where these are equal, and the seed count is.
-PRETRAINING_KEYS = ('env', 'dataset', 'dataset_size', 'episode_length', 'seed', 'agent', 'pretrain')
+PRETRAINING_KEYS = ('env', 'dataset', 'dataset_size', 'episode_length', 'seed', 'reward_scale', 'reward_bias',
+                    'agent', 'pretrain')
 
 
 def read_pretrained(source: str, cfg, seeds: int) -> dict:
@@ -142,7 +143,7 @@ def read_pretrained(source: str, cfg, seeds: int) -> dict:
     import ml_collections
 
     from wsrl_mjx.checkpoint import Checkpointer
-    from wsrl_mjx.config import json_config, method
+    from wsrl_mjx.config import json_config, method, upgrade
 
     algo = method(cfg).pretrain
     if algo is None:
@@ -158,7 +159,7 @@ def read_pretrained(source: str, cfg, seeds: int) -> dict:
         host = checkpoints.read_host(step)
     finally:
         checkpoints.close()
-    saved = host['config']
+    saved = upgrade(host['config'])
     if algo != method(ml_collections.ConfigDict(saved)).pretrain:
         raise UsageError(f'--pretrained_from={source}: it pretrained with {method(ml_collections.ConfigDict(saved)).pretrain}, '
                          f'config.method={cfg.method} pretrains with {algo}')

@@ -32,6 +32,8 @@ class OnlineSpec:
     update: str = 'sac'  # 'sac', or an offline algorithm continued online: 'cql', 'calql', 'iql'
     offline_cfg: Any = None  # its cql.CQLConfig / iql.IQLConfig
     offline_ratio: float = 0.0  # share of every batch drawn from the offline data (0: none is taken)
+    reward_scale: float = 1.0  # the buffer stores r * reward_scale + reward_bias (as the offline data)
+    reward_bias: float = 0.0
 
     @property
     def algo_cfg(self):
@@ -90,6 +92,8 @@ def collect_step(state: OnlineState, env: VecEnv, spec: OnlineSpec, policy: str)
     else:
         act = lambda observation, key: sac.sample_action(state.agent.actor, observation, key, spec.agent)[0]
     key, env_state, transition, info = rollout_step(env, state.env, act, state.key)
+    if (spec.reward_scale, spec.reward_bias) != (1.0, 0.0):  # info keeps the env's own returns
+        transition = transition.replace(reward=transition.reward * spec.reward_scale + spec.reward_bias)
     state = state.replace(
         env=env_state,
         buffer=replay_insert(state.buffer, transition),
