@@ -66,10 +66,12 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     from wsrl_mjx.config import json_config, upgrade
 
     old = {'env': 'hopper', 'pretrain': {'steps': 5, 'reward_scale': 2.0, 'reward_bias': -1.0}}
-    assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'pretrain': {'steps': 5}}
+    assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'pretrain': {
+        'steps': 5, 'cql_autotune_alpha': False, 'cql_target_action_gap': 1.0, 'cql_alpha_lagrange_init': 1.0,
+        'cql_alpha_lagrange_lr': 3e-4}}
     assert old['pretrain']['reward_scale'] == 2.0  # the argument is left as it was
     new = json_config(locomotion.get_config('default'))
-    assert upgrade(new) is new and 'reward_scale' not in new['pretrain'] and new['reward_scale'] == 1.0
+    assert upgrade(new) == new and 'reward_scale' not in new['pretrain'] and new['reward_scale'] == 1.0
     # The reproduction's kept pretraining (saved with the old layout) is accepted by its protocol's
     # command, and a different reward scale is refused, naming the key.
     kept = os.path.join(os.path.dirname(__file__), '..', 'docs', 'reproduction', 'halfcheetah-medium')

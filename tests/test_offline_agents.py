@@ -276,3 +276,57 @@ def test_bc_steps_switch_the_actor_loss_after_that_many_updates():
         chex.assert_trees_all_close(got.actor, expected.actor, rtol=1e-5, atol=1e-6)
     online, _ = jax.jit(lambda st: cql.update(st, batch, jnp.zeros(4), key, cfg))(state)  # online: no cloning
     chex.assert_trees_all_close(online.actor, improving.actor, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_tuned_weight_steps_the_critic_like_that_fixed_weight_and_moves_with_the_gap():
+    # With cql_autotune_alpha the critic's step is the fixed-weight step at the multiplier's current
+    # value (the target gap only shifts the loss), and the multiplier's parameter takes Adam's first
+    # step: about +lr while the gap is above the target, -lr below it (reference: LeqLagrangeMultiplier,
+    # softplus, loss -w * (gap - target)).
+    base = dict(sac=config(num_critics=3, num_min_critics=2, batch_size=4, critic_steps=1), n_actions=3)
+    batch, key = tiny_batch(), jax.random.key(9)
+    fixed_cfg = cql.CQLConfig(**base, alpha=2.0)
+    fixed_state = cql.init(jax.random.key(0), fixed_cfg)
+    assert fixed_state.cql_alpha is None  # no leaves without auto-tuning: the state is SAC's
+    step = jax.jit(lambda s, c: cql.update(s, batch, jnp.zeros(4), key, c), static_argnums=1)
+    fixed, fixed_metrics = step(fixed_state, fixed_cfg)
+    moved = {}
+    for target in (-100.0, 100.0):  # the gap is far above / below
+        cfg = cql.CQLConfig(**base, autotune_alpha=True, target_action_gap=target, alpha_lagrange_init=2.0,
+                            alpha_lagrange_lr=1e-2)
+        state = cql.init(jax.random.key(0), cfg)
+        np.testing.assert_allclose(float(networks.temperature_value(state.cql_alpha)), 2.0, rtol=1e-6)
+        updated, metrics = step(state, cfg)
+        chex.assert_trees_all_close(updated.critic, fixed.critic, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(float(metrics['critic_loss']),
+                                   float(fixed_metrics['td_loss']) + 2.0 * (float(fixed_metrics['cql_gap']) - target),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(float(metrics['cql_alpha']), 2.0, rtol=1e-6)  # the value before its step
+        moved[target] = float(updated.cql_alpha - state.cql_alpha)
+    np.testing.assert_allclose(moved[-100.0], 1e-2, rtol=1e-3)
+    np.testing.assert_allclose(moved[100.0], -1e-2, rtol=1e-3)
+    # Online SAC gets the state without the multiplier (the online program's state has none).
+    assert jax.tree.structure(cql.to_sac(updated, cfg.sac)) == jax.tree.structure(sac.init(key, cfg.sac))
+
+
+def test_uniform_std_is_one_learnt_log_std_per_action_dimension():
+    # std_parameterization='uniform' (the reference's antmaze actor): the same log-std in every state,
+    # learnt through the output bias; the log-std kernel columns start and stay at zero.
+    cfg = config(batch_size=4, critic_steps=1, std_parameterization='uniform')
+    state = sac.init(jax.random.key(0), cfg)
+    assert not np.any(np.asarray(state.actor[-1]['kernel'])[..., ACT:])
+    update = jax.jit(lambda s, k: sac.update(s, tiny_batch(), k, cfg))
+    for i in range(3):
+        state, _ = update(state, jax.random.key(i))
+    last = state.actor[-1]
+    assert not np.any(np.asarray(last['kernel'])[..., ACT:])
+    assert np.any(np.asarray(last['bias'])[..., ACT:] != 0.0)  # learnt
+    assert np.any(np.asarray(last['kernel'])[..., :ACT] != 0.0)  # the mean still depends on the state
+    mean, log_std = sac.actor_apply(state.actor, tiny_batch().observation, cfg)
+    np.testing.assert_array_equal(np.asarray(log_std), np.broadcast_to(np.asarray(log_std[:1]), log_std.shape))
+    assert np.unique(np.asarray(mean[:, 0])).size == 4
+    # 'exp' (locomotion): the log-std varies with the state.
+    exp_cfg = config(batch_size=4, critic_steps=1)
+    exp_state = sac.init(jax.random.key(0), exp_cfg)
+    _, log_std = sac.actor_apply(exp_state.actor, tiny_batch().observation, exp_cfg)
+    assert np.unique(np.asarray(log_std[:, 0])).size == 4

@@ -18,6 +18,7 @@ from wsrl_mjx.pipeline.programs import Schedule
 from wsrl_mjx.cli import UsageError
 
 MATMUL_DTYPES = ('float32', 'bfloat16')
+STD_PARAMETERIZATIONS = ('exp', 'uniform')
 
 
 class ConfigError(UsageError):
@@ -70,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
     a.temperature_lr = 1e-4
     a.init_temperature = 1.0
     a.target_entropy = ml_collections.config_dict.placeholder(float)  # None: -|A|
+    a.std_parameterization = 'exp'  # 'exp': log-std from the actor network; 'uniform': one per action dim (antmaze)
     a.matmul_dtype = 'float32'
     c.agent = a
 
@@ -79,7 +81,14 @@ def base_config() -> ml_collections.ConfigDict:
     p.batch_size = 256
     p.log_interval = 5_000  # updates per compiled chunk
     p.eval_interval = 50_000
-    p.cql_alpha = 5.0
+    p.cql_alpha = 5.0  # the conservative weight, unless auto-tuned
+    # Auto-tuned weight (antmaze): a Lagrange multiplier alpha = softplus(param) >= 0, started at
+    # cql_alpha_lagrange_init and stepped by Adam (cql_alpha_lagrange_lr) to hold the gap at
+    # cql_target_action_gap (the reference's cql_autotune_alpha; it sets the gap to 0.8 for antmaze).
+    p.cql_autotune_alpha = False
+    p.cql_target_action_gap = 1.0
+    p.cql_alpha_lagrange_init = 1.0
+    p.cql_alpha_lagrange_lr = 3e-4
     p.cql_n_actions = 10
     p.cql_temperature = 1.0
     p.cql_importance_sample = True
@@ -127,16 +136,33 @@ def json_config(cfg) -> dict:
     return json.loads(json.dumps(cfg.to_dict(), default=list))
 
 
+# Keys added after runs were saved, with the value that computes what those runs computed.
+_ADDED_KEYS = {
+    ('agent', 'std_parameterization'): 'exp',
+    ('pretrain', 'cql_autotune_alpha'): False,
+    ('pretrain', 'cql_target_action_gap'): 1.0,
+    ('pretrain', 'cql_alpha_lagrange_init'): 1.0,
+    ('pretrain', 'cql_alpha_lagrange_lr'): 3e-4,
+}
+
+
 def upgrade(saved: dict) -> dict:
-    """A config saved by an older version (config.json, a checkpoint's host item) in today's layout:
-    before 2026-12-06 the reward scale and bias were pretrain.reward_scale / pretrain.reward_bias and
-    applied to the offline data only (every run kept in docs/ has them at 1 / 0, where the two agree)."""
+    """A config saved by an older version (config.json, a checkpoint's host item) in today's layout, so
+    that it compares with today's configs: keys added since get the value that reproduces the old run
+    (_ADDED_KEYS); before 2026-12-06 the reward scale and bias were pretrain.reward_scale /
+    pretrain.reward_bias and applied to the offline data only (every run kept in docs/ has them at
+    1 / 0, where the two agree). The argument is left as it was."""
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
     pretrain = saved.get('pretrain')
-    if not isinstance(pretrain, dict) or not {'reward_scale', 'reward_bias'} & set(pretrain):
-        return saved
-    pretrain = dict(pretrain)
-    moved = {key: pretrain.pop(key) for key in ('reward_scale', 'reward_bias') if key in pretrain}
-    return {**saved, **{k: v for k, v in moved.items() if k not in saved}, 'pretrain': pretrain}
+    if isinstance(pretrain, dict):
+        for key in ('reward_scale', 'reward_bias'):
+            if key in pretrain:
+                value = pretrain.pop(key)
+                saved.setdefault(key, value)
+    for (group, key), value in _ADDED_KEYS.items():
+        if isinstance(saved.get(group), dict):
+            saved[group].setdefault(key, value)
+    return saved
 
 
 def method(cfg) -> Method:
@@ -210,10 +236,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _require(p.eval_interval % p.log_interval == 0, 'pretrain.eval_interval', p.eval_interval,
              f'a multiple of pretrain.log_interval={p.log_interval}')
     _require(cfg.reward_scale > 0, 'reward_scale', cfg.reward_scale, 'a positive number')
-    for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr'):
+    for key in ('cql_alpha', 'cql_temperature', 'iql_beta', 'iql_lr', 'cql_alpha_lagrange_init',
+                'cql_alpha_lagrange_lr'):
         _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
     _require(p.actor_lr is None or p.actor_lr > 0, 'pretrain.actor_lr', p.actor_lr, 'a positive number or None')
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
+    _require(cfg.agent.std_parameterization in STD_PARAMETERIZATIONS, 'agent.std_parameterization',
+             cfg.agent.std_parameterization, f'one of {", ".join(STD_PARAMETERIZATIONS)}')
     _require(cfg.agent.matmul_dtype in MATMUL_DTYPES, 'agent.matmul_dtype', cfg.agent.matmul_dtype,
              f'one of {", ".join(MATMUL_DTYPES)}')
     for key in ('warmup_steps', 'checkpoint_interval'):
@@ -266,7 +295,8 @@ def sac_config(cfg, obs_dim: int, act_dim: int) -> SACConfig:
         kernel_scale_final=a.kernel_scale_final, discount=a.discount, tau=a.tau,
         backup_entropy=a.backup_entropy, critic_steps=a.critic_steps, batch_size=a.batch_size,
         actor_lr=a.actor_lr, critic_lr=a.critic_lr, temperature_lr=a.temperature_lr,
-        init_temperature=a.init_temperature, target_entropy=a.target_entropy, matmul_dtype=a.matmul_dtype,
+        init_temperature=a.init_temperature, target_entropy=a.target_entropy,
+        std_parameterization=a.std_parameterization, matmul_dtype=a.matmul_dtype,
     )
 
 

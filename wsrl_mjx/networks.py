@@ -43,6 +43,15 @@ def actor_apply(params, observation: jax.Array, log_std_min: float, log_std_max:
     return mean, jnp.clip(log_std, log_std_min, log_std_max)
 
 
+def state_independent_std(actor_params, act_dim: int):
+    """The actor with the kernel columns of its log-std outputs zeroed: log_std(s) = their bias for every
+    s (the reference's std_parameterization="uniform", one learnt log-std per action dimension). Applied
+    inside a loss, those columns get no gradient and, zero from the start, stay zero."""
+    last = dict(actor_params[-1])
+    last['kernel'] = last['kernel'].at[..., act_dim:].set(0.0)
+    return (*actor_params[:-1], last)
+
+
 def sample_action(params, observation, key, log_std_min, log_std_max, matmul_dtype=jnp.float32):
     """Stochastic action [B, act_dim] and its log-probability [B]."""
     mean, log_std = actor_apply(params, observation, log_std_min, log_std_max, matmul_dtype)

@@ -12,6 +12,9 @@ reference computes it (zhouzypaul/wsrl, wsrl/agents/cql.py):
        (importance sampling; without it, C = [Q(s, a_unif), Q(s, a~_k), Q(s, a'_k), Q(s, a)] - T log(3n+1)).
   Cal-QL: the policy-action values Q(s, a~_k) and Q(s, a'_k) are first raised to at least the
        Monte-Carlo return-to-go of the dataset trajectory at s (never the uniform-action values).
+The weight alpha is fixed (locomotion: 5) or, with autotune_alpha (antmaze), a Lagrange multiplier
+softplus(p) kept in the state: the critic minimises TD + alpha * (gap - target_action_gap) and p takes
+an Adam step on -alpha * (gap - target_action_gap) at the gap of the critic before its step.
 J and I: num_min_critics members each, drawn with replacement once per batch (sac.draw_members). The
 penalty covers the members in I only, so only they are evaluated on the 3n sampled actions (a tenth
 of the work of evaluating all ten, with the same gradients as the reference's evaluate-then-index).
@@ -30,7 +33,7 @@ import jax.numpy as jnp
 
 from kernels.distributions import tanh_normal_log_prob
 from kernels.ensemble import select_members
-from wsrl_mjx import networks
+from wsrl_mjx import networks, optim
 from wsrl_mjx.agents import sac
 
 
@@ -47,9 +50,30 @@ class CQLConfig:
     # SAC actor loss takes over: the original CQL code's policy_eval_start. 0: none, as in the WSRL
     # reference's locomotion configs.
     bc_steps: int = 0
+    # The weight as a Lagrange multiplier (the reference's cql_autotune_alpha): critic loss
+    # TD + w * (gap - target_action_gap), w = softplus(p) from the state; p takes an Adam step on
+    # -w * (gap - target_action_gap), so w grows while the gap is above the target and shrinks below it.
+    autotune_alpha: bool = False
+    target_action_gap: float = 1.0
+    alpha_lagrange_init: float = 1.0
+    alpha_lagrange_lr: float = 3e-4
 
 
 BC_ACTION_CLIP = 0.99  # data actions are clipped to this before atanh, as in the reference's actor_nll
+
+
+def init(key: jax.Array, cfg: CQLConfig) -> sac.SACState:
+    state = sac.init(key, cfg.sac)
+    if not cfg.autotune_alpha:
+        return state
+    param = networks.init_temperature(cfg.alpha_lagrange_init)  # softplus(param) = the initial weight
+    return state.replace(cql_alpha=param, cql_alpha_opt=optim.adam(cfg.alpha_lagrange_lr).init(param))
+
+
+def to_sac(state: sac.SACState, sac_cfg: sac.SACConfig) -> sac.SACState:
+    """The hand-over to online SAC: everything but the conservative weight, which SAC has no use for."""
+    del sac_cfg
+    return state.replace(cql_alpha=None, cql_alpha_opt=None)
 
 
 def _repeat(x: jax.Array, n: int) -> jax.Array:
@@ -121,16 +145,28 @@ def penalty(critic_params, actor_params, batch, q_data, members, mc_return, key,
     return jnp.mean(ood - q_data[members])
 
 
-def critic_loss(critic_params, target_params, actor_params, alpha, batch, mc_return, key, cfg: CQLConfig):
+def critic_loss(critic_params, target_params, actor_params, alpha, batch, mc_return, key, cfg: CQLConfig,
+                weight=None):
+    """TD + weight * gap; weight: the auto-tuned multiplier's value (then TD + weight * (gap - target)),
+    cfg.alpha when None."""
     target_key, member_key, conservative_key = jax.random.split(key, 3)
     y = td_target(target_params, actor_params, alpha, batch, target_key, cfg)
     q = networks.critic_apply(critic_params, batch.observation, batch.action, cfg.sac.dtype)  # [M, B]
     td_loss = jnp.mean(jnp.square(q - y[None]))
     gap = penalty(critic_params, actor_params, batch, q, sac.draw_members(member_key, cfg.sac), mc_return,
                   conservative_key, cfg)
-    loss = td_loss + cfg.alpha * gap
+    if weight is None:
+        loss = td_loss + cfg.alpha * gap
+    else:
+        loss = td_loss + jax.lax.stop_gradient(weight) * (gap - cfg.target_action_gap)
     return loss, {'critic_loss': loss, 'td_loss': td_loss, 'cql_gap': gap, 'q_mean': q.mean(),
                   'target_q_mean': y.mean()}
+
+
+def alpha_lagrange_loss(param, gap, cfg: CQLConfig):
+    """-softplus(param) * (gap - target): the multiplier's loss, for a gap held fixed."""
+    weight = networks.temperature_value(param)
+    return -weight * (gap - cfg.target_action_gap), {'cql_alpha': weight}
 
 
 def actor_loss(actor_params, critic_params, alpha, batch, key, cfg: sac.SACConfig, bc_weight):
@@ -139,7 +175,7 @@ def actor_loss(actor_params, critic_params, alpha, batch, key, cfg: sac.SACConfi
     warm start (policy_eval_start), which keeps the entropy term so the temperature stays calibrated."""
     action, log_prob = sac.sample_action(actor_params, batch.observation, key, cfg)
     q = networks.critic_apply(critic_params, batch.observation, action, cfg.dtype).min(axis=0)
-    mean, log_std = networks.actor_apply(actor_params, batch.observation, cfg.log_std_min, cfg.log_std_max, cfg.dtype)
+    mean, log_std = sac.actor_apply(actor_params, batch.observation, cfg)
     data_log_prob = tanh_normal_log_prob(mean, log_std, jnp.clip(batch.action, -BC_ACTION_CLIP, BC_ACTION_CLIP))
     loss = jnp.mean(alpha * log_prob - bc_weight * data_log_prob - (1.0 - bc_weight) * q)
     return loss, {'actor_loss': loss, 'entropy': -log_prob.mean(), 'bc_log_prob': data_log_prob.mean()}
@@ -152,9 +188,10 @@ def update(state: sac.SACState, batch, mc_return, key, cfg: CQLConfig, updates=N
     s = cfg.sac
     critic_key, actor_key = jax.random.split(key)
     _, critic_tx, _ = sac.optimizers(s)
+    weight = networks.temperature_value(state.cql_alpha) if cfg.autotune_alpha else None
     critic, critic_opt, critic_metrics = sac.gradient_step(
         critic_loss, critic_tx, state.critic, state.critic_opt, state.target_critic, state.actor,
-        networks.temperature_value(state.temperature), batch, mc_return, critic_key, cfg)
+        networks.temperature_value(state.temperature), batch, mc_return, critic_key, cfg, weight)
     if cfg.bc_steps and updates is not None:
         loss = functools.partial(actor_loss, bc_weight=(updates < cfg.bc_steps).astype(jnp.float32))
         updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s, loss)
@@ -162,4 +199,10 @@ def update(state: sac.SACState, batch, mc_return, key, cfg: CQLConfig, updates=N
         updated, actor_metrics = sac.actor_temperature_step(state, batch, actor_key, s)
     updated = updated.replace(critic=critic, critic_opt=critic_opt,
                               target_critic=sac.polyak(state.target_critic, critic, s.tau))
+    if cfg.autotune_alpha:  # the gap of the critic before its step, as the reference's alpha loss sees it
+        param, param_opt, alpha_metrics = sac.gradient_step(
+            alpha_lagrange_loss, optim.adam(cfg.alpha_lagrange_lr), state.cql_alpha, state.cql_alpha_opt,
+            jax.lax.stop_gradient(critic_metrics['cql_gap']), cfg)
+        updated = updated.replace(cql_alpha=param, cql_alpha_opt=param_opt)
+        actor_metrics = {**actor_metrics, **alpha_metrics}
     return updated, {**critic_metrics, **actor_metrics}

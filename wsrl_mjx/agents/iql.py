@@ -53,19 +53,11 @@ class IQLState:
     value_opt: optax.OptState
 
 
-def state_independent_std(actor_params, act_dim: int):
-    """The actor with the kernel columns of its log-std outputs zeroed: log_std(s) = their bias, for
-    every s. Applied inside the loss too, so those columns get no gradient and stay zero."""
-    last = dict(actor_params[-1])
-    last['kernel'] = last['kernel'].at[..., act_dim:].set(0.0)
-    return (*actor_params[:-1], last)
-
-
 def init(key: jax.Array, cfg: IQLConfig) -> IQLState:
     sac_key, value_key = jax.random.split(key)
     base = sac.init(sac_key, cfg.sac)
     s = cfg.sac
-    base = base.replace(actor=state_independent_std(base.actor, s.act_dim))
+    base = base.replace(actor=networks.state_independent_std(base.actor, s.act_dim))
     value = init_ensemble_mlp(value_key, 1, (s.obs_dim, *s.critic_hidden, 1), s.critic_layer_norm,
                               kernel_scale_final=s.kernel_scale_final)
     return IQLState(actor=base.actor, critic=base.critic, target_critic=base.target_critic, value=value,
@@ -104,7 +96,7 @@ def critic_loss(critic_params, value_params, batch, cfg: IQLConfig):
 
 def gaussian_log_prob(actor_params, observation, action, cfg: sac.SACConfig) -> jax.Array:
     """log N(action; tanh(h(s)), exp(2 sigma)) [B], summed over the action's dimensions."""
-    h, log_std = networks.actor_apply(state_independent_std(actor_params, cfg.act_dim), observation,
+    h, log_std = networks.actor_apply(networks.state_independent_std(actor_params, cfg.act_dim), observation,
                                       cfg.log_std_min, cfg.log_std_max, cfg.dtype)
     z = (action - jnp.tanh(h)) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * jnp.square(z) - log_std - 0.5 * math.log(2.0 * math.pi), axis=-1)

@@ -52,7 +52,9 @@ def _cql_config(p, agent, calql: bool = False):
         agent = dataclasses.replace(agent, actor_lr=p.actor_lr)
     return cql.CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
                          importance_sample=p.cql_importance_sample, max_target_backup=p.cql_max_target_backup,
-                         calql=calql, bc_steps=p.bc_steps)
+                         calql=calql, bc_steps=p.bc_steps, autotune_alpha=p.cql_autotune_alpha,
+                         target_action_gap=p.cql_target_action_gap, alpha_lagrange_init=p.cql_alpha_lagrange_init,
+                         alpha_lagrange_lr=p.cql_alpha_lagrange_lr)
 
 
 def _iql_config(p, agent):
@@ -60,7 +62,7 @@ def _iql_config(p, agent):
                          expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
 
 
-_CQL = Algorithm(init=lambda key, cfg: sac.init(key, cfg.sac), update=cql.update, to_sac=_same,
+_CQL = Algorithm(init=cql.init, update=cql.update, to_sac=cql.to_sac,
                  sac=lambda cfg: cfg.sac, critic_steps=lambda cfg: 1, configure=_cql_config)
 
 ALGORITHMS = {

@@ -42,6 +42,9 @@ class SACConfig:
     target_entropy: float | None = None  # None: -act_dim
     log_std_min: float = -11.512925  # log(1e-5)
     log_std_max: float = 2.302585  # log(10)
+    # 'exp': the log-std is an output of the actor network (locomotion); 'uniform': one learnt log-std
+    # per action dimension, the same in every state (the reference's antmaze actor).
+    std_parameterization: str = 'exp'
     matmul_dtype: str = 'float32'
 
     @property
@@ -62,6 +65,10 @@ class SACState:
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     temperature_opt: optax.OptState
+    # CQL / Cal-QL with an auto-tuned conservative weight (cql.CQLConfig.autotune_alpha): the Lagrange
+    # multiplier's parameter (weight = softplus) and its Adam state; None (no leaves) otherwise.
+    cql_alpha: jax.Array | None = None
+    cql_alpha_opt: optax.OptState | None = None
 
 
 def optimizers(cfg: SACConfig) -> tuple[optax.GradientTransformation, ...]:
@@ -72,8 +79,8 @@ def optimizers(cfg: SACConfig) -> tuple[optax.GradientTransformation, ...]:
 
 def init(key: jax.Array, cfg: SACConfig) -> SACState:
     actor_key, critic_key = jax.random.split(key)
-    actor = networks.init_actor(actor_key, cfg.obs_dim, cfg.act_dim, cfg.actor_hidden, cfg.actor_layer_norm,
-                                cfg.kernel_scale_final)
+    actor = applied_actor(networks.init_actor(actor_key, cfg.obs_dim, cfg.act_dim, cfg.actor_hidden,
+                                              cfg.actor_layer_norm, cfg.kernel_scale_final), cfg)
     critic = networks.init_critic(critic_key, cfg.obs_dim, cfg.act_dim, cfg.num_critics, cfg.critic_hidden,
                                   cfg.critic_layer_norm, cfg.kernel_scale_final)
     temperature = networks.init_temperature(cfg.init_temperature)
@@ -87,8 +94,22 @@ def init(key: jax.Array, cfg: SACConfig) -> SACState:
     )
 
 
+def applied_actor(actor_params, cfg: SACConfig):
+    """The actor parameters as every loss and rollout applies them (see std_parameterization)."""
+    if cfg.std_parameterization == 'uniform':
+        return networks.state_independent_std(actor_params, cfg.act_dim)
+    return actor_params
+
+
+def actor_apply(actor_params, observation, cfg: SACConfig):
+    """(mean, log_std), each [B, act_dim], of the tanh-Gaussian policy."""
+    return networks.actor_apply(applied_actor(actor_params, cfg), observation, cfg.log_std_min, cfg.log_std_max,
+                                cfg.dtype)
+
+
 def sample_action(actor_params, observation, key, cfg: SACConfig):
-    return networks.sample_action(actor_params, observation, key, cfg.log_std_min, cfg.log_std_max, cfg.dtype)
+    return networks.sample_action(applied_actor(actor_params, cfg), observation, key, cfg.log_std_min,
+                                  cfg.log_std_max, cfg.dtype)
 
 
 def greedy_action(actor_params, observation, cfg: SACConfig):
