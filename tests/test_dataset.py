@@ -98,6 +98,25 @@ def test_mc_returns_by_hand():
     np.testing.assert_allclose(data.episode_returns(), [3, 12])
 
 
+def test_mc_returns_of_sparse_episodes_that_never_reach_the_goal():
+    # antmaze (reward 0 / 1, scaled 10 / -5): an episode without a success gets the return of failing
+    # forever, r / (1 - discount), at every step (the reference's calc_return_to_go); others sum.
+    from wsrl_mjx.envs.registry import ENV_SPECS
+    from wsrl_mjx.pipeline import offline
+
+    data = Dataset(
+        observations=np.zeros((6, 1), np.float32), actions=np.zeros((6, 1), np.float32),
+        rewards=np.array([0, 0, 1, 0, 0, 0], np.float32), next_observations=np.zeros((6, 1), np.float32),
+        terminals=np.array([0, 0, 1, 0, 0, 0], bool), timeouts=np.array([0, 0, 0, 0, 1, 0], bool))
+    failure = ENV_SPECS['antmaze-umaze'].failure_reward
+    host = offline.from_dataset(data, 0.5, 10.0, -5.0, failure_reward=failure)
+    np.testing.assert_array_equal(np.asarray(host.transitions.reward), [-5, -5, 5, -5, -5, -5])
+    np.testing.assert_allclose(np.asarray(host.mc_return), [-5 + 0.5 * (-5 + 0.5 * 5), -5 + 0.5 * 5, 5, -10, -10, -10])
+    dense = offline.from_dataset(data, 0.5, 10.0, -5.0)  # locomotion's rule: sums only
+    np.testing.assert_allclose(np.asarray(dense.mc_return)[3:], [-5 - 2.5, -5, -5])
+    assert ENV_SPECS['halfcheetah'].failure_reward is None
+
+
 def corrupt(tmp_path, kind):
     data = episodes_dataset([5, 3], [False, True], [True, False], np.random.default_rng(0))
     path = str(tmp_path / f'{kind}.hdf5')

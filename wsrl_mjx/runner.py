@@ -138,6 +138,7 @@ class Runner:
         from wsrl_mjx import parallel
         from wsrl_mjx.checkpoint import Checkpointer
         from wsrl_mjx.config import json_config
+        from wsrl_mjx.envs.registry import ENV_SPECS
         from wsrl_mjx.experiment import Experiment
         from wsrl_mjx.pipeline import offline
         from wsrl_mjx.pipeline.programs import compile_online_programs, compile_pretrain_programs, pretrain_state_shape
@@ -197,7 +198,7 @@ class Runner:
         if dataset is not None and (self.pprogs is not None or m.offline_ratio > 0):
             sharding = self.pprogs.data_sharding if self.pprogs else parallel.replicated(self.progs.sharding.mesh)
             self.data = offline.from_dataset(dataset, cfg.agent.discount, cfg.reward_scale, cfg.reward_bias,
-                                             sharding=sharding)
+                                             sharding=sharding, failure_reward=ENV_SPECS[cfg.env].failure_reward)
         jax.block_until_ready(self.state)
         self.progress = progress.timed('compile', time.perf_counter() - tic)
         self.resumed = resume

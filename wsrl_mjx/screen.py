@@ -68,6 +68,7 @@ def main(argv: list[str]) -> None:
     from wsrl_mjx.checkpoint import Checkpointer, CheckpointMismatch
     from wsrl_mjx.config import json_config
     from wsrl_mjx.envs import make_env, normalized_score
+    from wsrl_mjx.envs.registry import ENV_SPECS
     from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline import evaluate, offline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
@@ -100,7 +101,7 @@ def main(argv: list[str]) -> None:
             fail(f'--load={_LOAD.value}: {e}')
         checkpoints.close()
     data = offline.from_dataset(dataset, cfg.agent.discount, cfg.reward_scale, cfg.reward_bias,
-                                sharding=progs.data_sharding)
+                                sharding=progs.data_sharding, failure_reward=ENV_SPECS[cfg.env].failure_reward)
     jax.block_until_ready(evaluate_fn(state.agent.actor, eval_key))
     print(f'compiled in {time.perf_counter() - tic:.0f} s', flush=True)
     start = int(np.asarray(state.updates).reshape(-1)[0])

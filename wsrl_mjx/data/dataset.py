@@ -55,10 +55,13 @@ class Dataset:
         totals = sums[ends]
         return np.diff(np.concatenate([[0.0], totals])).astype(np.float64)
 
-    def mc_returns(self, discount: float) -> np.ndarray:
+    def mc_returns(self, discount: float, failure_reward: float | None = None) -> np.ndarray:
         """[N] float32 discounted return-to-go within each episode (Cal-QL's Monte-Carlo lower bound).
 
         A cut episode's return-to-go sums only the rewards in the data (no bootstrap beyond it).
+        failure_reward (sparse-reward tasks: the reward of every step short of the goal): an episode
+        with no other reward gets failure_reward / (1 - discount) at every step, the return of failing
+        forever, as the reference's calc_return_to_go does.
         """
         out = np.zeros(len(self), np.float64)
         running = 0.0
@@ -68,6 +71,11 @@ class Dataset:
                 running = 0.0
             running = float(self.rewards[i]) + discount * running
             out[i] = running
+        if failure_reward is not None:
+            # Episode ids from the ends; a trailing unfinished piece counts as one more episode.
+            episode = np.concatenate([[0], np.cumsum(ends[:-1])])
+            failed = np.bincount(episode, weights=self.rewards != failure_reward) == 0
+            out[failed[episode]] = failure_reward / (1.0 - discount)
         return out.astype(np.float32)
 
     @staticmethod

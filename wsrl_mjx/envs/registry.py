@@ -26,6 +26,9 @@ class EnvSpec:
     expert_return: float  # D4RL REF_MAX_SCORE
     obs_dim: int  # of the brax task (checked against the loaded model in the tests)
     act_dim: int
+    # Sparse-reward tasks: the reward of every step short of the goal (Cal-QL's Monte-Carlo bound gives
+    # an episode of nothing else failure_reward / (1 - discount)); None for dense rewards.
+    failure_reward: float | None = None
 
 
 # Sizes are known without loading the model, so datasets are validated before any MJX work starts.
@@ -34,9 +37,9 @@ ENV_SPECS = {
     'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3, 11, 3),
     'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3, 17, 6),
     'ant': EnvSpec('ant', 'ant', -325.6, 3879.7, 27, 8),
-    'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8),
-    'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8),
-    'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8),
+    'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8, failure_reward=0.0),
+    'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8, failure_reward=0.0),
+    'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8, failure_reward=0.0),
 }
 
 

@@ -33,10 +33,16 @@ class OfflineData:
 
 
 def from_dataset(dataset, discount: float, reward_scale: float = 1.0, reward_bias: float = 0.0,
-                 sharding=None) -> OfflineData:
-    """Host Dataset -> device arrays (replicated over `sharding`'s devices when given)."""
+                 sharding=None, failure_reward: float | None = None) -> OfflineData:
+    """Host Dataset -> device arrays (replicated over `sharding`'s devices when given).
+    failure_reward: the env's reward short of the goal on sparse tasks (EnvSpec.failure_reward), before
+    the scale and bias; it sets the Monte-Carlo return of episodes that never reach the goal."""
     rewards = (dataset.rewards * reward_scale + reward_bias).astype(np.float32)
-    mc = dataclasses.replace(dataset, rewards=rewards).mc_returns(discount)
+    failure = None
+    if failure_reward is not None:  # scaled as the rewards are, so that the two compare exactly
+        failure = float((np.asarray([failure_reward], dataset.rewards.dtype) * reward_scale + reward_bias)
+                        .astype(np.float32)[0])
+    mc = dataclasses.replace(dataset, rewards=rewards).mc_returns(discount, failure)
     host = OfflineData(
         transitions=Transition(
             observation=dataset.observations, action=dataset.actions, reward=rewards,
