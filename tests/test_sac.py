@@ -171,3 +171,31 @@ def test_adam_equals_optax_adam_with_the_same_state():
         chex.assert_trees_all_close(ours_update, theirs_update, rtol=1e-6, atol=0)
         chex.assert_trees_all_close(ours_state, theirs_state, rtol=1e-6, atol=0)
     assert int(ours_state[0].count) == 5
+
+
+def test_max_target_backup_online_takes_the_best_of_the_sampled_next_actions():
+    # The reference's antmaze WSRL runs SAC with max_target_backup: y = r + discount * mask *
+    # max_k min_{j in J} Q'_j(s', a'_k) over max_target_actions samples; with one sample it is SAC's target.
+    import dataclasses
+
+    cfg = config(num_critics=3, num_min_critics=2, max_target_backup=True, max_target_actions=5)
+    target = init_ensemble_mlp(jax.random.key(0), 3, (OBS + ACT, 4, 4, 1), layer_norm=False)
+    actor = networks.init_actor(jax.random.key(1), OBS, ACT, (4, 4), True, 1e-2)
+    batch, key = tiny_batch(), jax.random.key(3)
+    y = sac.max_backup_target(target, actor, 1.0, batch, key, cfg, 5)
+    action_key, subset_key = jax.random.split(key)
+    members = np.asarray(sac.draw_members(subset_key, cfg))
+    next_obs = np.repeat(np.asarray(batch.next_observation), 5, axis=0)
+    actions, _ = sac.sample_action(actor, jnp.asarray(next_obs), action_key, cfg)
+    q = np.stack([np.asarray(networks.critic_apply(jax.tree.map(lambda x: x[m:m + 1], target), jnp.asarray(next_obs),
+                                                   actions))[0] for m in members]).min(axis=0).reshape(4, 5)
+    expected = np.asarray(batch.reward) + 0.99 * np.asarray(batch.mask) * q.max(axis=1)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+    critic = init_ensemble_mlp(jax.random.key(2), 3, (OBS + ACT, 4, 4, 1), layer_norm=False)
+    _, metrics = sac.critic_loss(critic, target, actor, 1.0, batch, key, cfg)
+    np.testing.assert_allclose(float(metrics['target_q_mean']), expected.mean(), rtol=1e-5)
+    one = dataclasses.replace(cfg, max_target_actions=1)
+    plain = dataclasses.replace(cfg, max_target_backup=False)
+    for a, b in zip(sac.critic_loss(critic, target, actor, 1.0, batch, key, one)[1].values(),
+                    sac.critic_loss(critic, target, actor, 1.0, batch, key, plain)[1].values()):
+        np.testing.assert_allclose(float(a), float(b), rtol=1e-6)

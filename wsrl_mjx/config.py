@@ -64,6 +64,8 @@ def base_config() -> ml_collections.ConfigDict:
     a.discount = 0.99
     a.tau = 0.005
     a.backup_entropy = False
+    a.max_target_backup = False  # online SAC's target: the best of max_target_actions sampled a' (antmaze)
+    a.max_target_actions = 10
     a.critic_steps = 4
     a.batch_size = 256
     a.actor_lr = 1e-4
@@ -139,6 +141,8 @@ def json_config(cfg) -> dict:
 # Keys added after runs were saved, with the value that computes what those runs computed.
 _ADDED_KEYS = {
     ('agent', 'std_parameterization'): 'exp',
+    ('agent', 'max_target_backup'): False,
+    ('agent', 'max_target_actions'): 10,
     ('pretrain', 'cql_autotune_alpha'): False,
     ('pretrain', 'cql_target_action_gap'): 1.0,
     ('pretrain', 'cql_alpha_lagrange_init'): 1.0,
@@ -226,7 +230,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                 'eval_interval', 'eval_episodes', 'checkpoint_keep', 'dataset_size', 'agent.num_critics',
                 'agent.num_min_critics', 'agent.critic_steps', 'agent.batch_size', 'pretrain.steps',
                 'pretrain.batch_size', 'pretrain.log_interval', 'pretrain.eval_interval',
-                'pretrain.cql_n_actions'):
+                'pretrain.cql_n_actions', 'agent.max_target_actions'):
         value = cfg
         for part in key.split('.'):
             value = value[part]
@@ -296,7 +300,8 @@ def sac_config(cfg, obs_dim: int, act_dim: int) -> SACConfig:
         backup_entropy=a.backup_entropy, critic_steps=a.critic_steps, batch_size=a.batch_size,
         actor_lr=a.actor_lr, critic_lr=a.critic_lr, temperature_lr=a.temperature_lr,
         init_temperature=a.init_temperature, target_entropy=a.target_entropy,
-        std_parameterization=a.std_parameterization, matmul_dtype=a.matmul_dtype,
+        std_parameterization=a.std_parameterization, max_target_backup=a.max_target_backup,
+        max_target_actions=a.max_target_actions, matmul_dtype=a.matmul_dtype,
     )
 
 

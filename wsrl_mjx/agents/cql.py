@@ -83,19 +83,8 @@ def _repeat(x: jax.Array, n: int) -> jax.Array:
 
 def td_target(target_params, actor_params, alpha, batch, key, cfg: CQLConfig) -> jax.Array:
     """[B] y = r + discount * mask * (max over n sampled a' of) min over the drawn target members Q'(s', a')."""
-    s = cfg.sac
-    action_key, subset_key = jax.random.split(key)
-    subset = sac.draw_members(subset_key, s)
     n = cfg.n_actions if cfg.max_target_backup else 1
-    next_obs = _repeat(batch.next_observation, n)
-    next_action, next_log_prob = sac.sample_action(actor_params, next_obs, action_key, s)
-    q = networks.critic_apply(select_members(target_params, subset), next_obs, next_action, s.dtype).min(axis=0)
-    q, next_log_prob = q.reshape(-1, n), next_log_prob.reshape(-1, n)
-    best = jnp.argmax(q, axis=1)
-    next_q = jnp.take_along_axis(q, best[:, None], axis=1)[:, 0]
-    if s.backup_entropy:
-        next_q = next_q - alpha * jnp.take_along_axis(next_log_prob, best[:, None], axis=1)[:, 0]
-    return jax.lax.stop_gradient(batch.reward + s.discount * batch.mask * next_q)
+    return sac.max_backup_target(target_params, actor_params, alpha, batch, key, cfg.sac, n)
 
 
 def conservative_values(members_params, actor_params, batch, q_data, mc_return, key, cfg: CQLConfig):

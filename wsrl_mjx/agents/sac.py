@@ -33,6 +33,10 @@ class SACConfig:
     discount: float = 0.99
     tau: float = 0.005
     backup_entropy: bool = False
+    # The target's max over max_target_actions sampled next actions (of the min over the drawn
+    # members): the reference's max_target_backup, which its antmaze WSRL config turns on online.
+    max_target_backup: bool = False
+    max_target_actions: int = 10
     critic_steps: int = 4  # critic updates per env step (UTD)
     batch_size: int = 256  # per critic step; the actor step sees critic_steps * batch_size
     actor_lr: float = 1e-4
@@ -123,11 +127,34 @@ def draw_members(key: jax.Array, cfg: SACConfig) -> jax.Array:
     return jax.random.randint(key, (cfg.num_min_critics,), 0, cfg.num_critics)
 
 
+def max_backup_target(target_params, actor_params, alpha, batch, key, cfg: SACConfig, n: int) -> jax.Array:
+    """[B] y = r + discount * mask * max_{k<n} (min_{j in J} Q'_j(s', a'_k) [- alpha * log pi(a'_k|s')]
+    at the best k), a'_k ~ pi(.|s'); J as in `critic_loss`. CQL's target (with its n_actions) and SAC's
+    with max_target_backup."""
+    action_key, subset_key = jax.random.split(key)
+    subset = draw_members(subset_key, cfg)
+    next_obs = jnp.repeat(batch.next_observation, n, axis=0)
+    next_action, next_log_prob = sample_action(actor_params, next_obs, action_key, cfg)
+    q = networks.critic_apply(select_members(target_params, subset), next_obs, next_action, cfg.dtype).min(axis=0)
+    q, next_log_prob = q.reshape(-1, n), next_log_prob.reshape(-1, n)
+    best = jnp.argmax(q, axis=1)
+    next_q = jnp.take_along_axis(q, best[:, None], axis=1)[:, 0]
+    if cfg.backup_entropy:
+        next_q = next_q - alpha * jnp.take_along_axis(next_log_prob, best[:, None], axis=1)[:, 0]
+    return jax.lax.stop_gradient(batch.reward + cfg.discount * batch.mask * next_q)
+
+
 def critic_loss(critic_params, target_params, actor_params, alpha, batch, key, cfg: SACConfig):
     """Mean over members and batch of (Q_i(s, a) - y)^2, with
     y = r + discount * mask * (min_{j in J} Q'_j(s', a') [- alpha * log pi(a'|s')]),  a' ~ pi(.|s'),
-    J = num_min_critics target members drawn once per batch (`draw_members`).
+    J = num_min_critics target members drawn once per batch (`draw_members`); with max_target_backup
+    the best of max_target_actions such a' (`max_backup_target`).
     """
+    if cfg.max_target_backup:
+        target = max_backup_target(target_params, actor_params, alpha, batch, key, cfg, cfg.max_target_actions)
+        q = networks.critic_apply(critic_params, batch.observation, batch.action, cfg.dtype)
+        loss = jnp.mean(jnp.square(q - target[None]))
+        return loss, {'critic_loss': loss, 'q_mean': q.mean(), 'target_q_mean': target.mean()}
     action_key, subset_key = jax.random.split(key)
     next_action, next_log_prob = sample_action(actor_params, batch.next_observation, action_key, cfg)
     subset = draw_members(subset_key, cfg)
@@ -217,10 +244,11 @@ def update_flops(cfg: SACConfig) -> int:
     critic_sizes = (cfg.obs_dim + cfg.act_dim, *cfg.critic_hidden, 1)
     actor_sizes = (cfg.obs_dim, *cfg.actor_hidden, 2 * cfg.act_dim)
     b, n = cfg.batch_size, cfg.critic_steps * cfg.batch_size
+    k = cfg.max_target_actions if cfg.max_target_backup else 1
     per_critic_step = (
         3 * mlp_matmul_flops(critic_sizes, cfg.num_critics, b)  # Q forward + backward
-        + mlp_matmul_flops(critic_sizes, cfg.num_min_critics, b)  # drawn targets, forward
-        + mlp_matmul_flops(actor_sizes, 1, b)  # a' ~ pi(s'), forward
+        + mlp_matmul_flops(critic_sizes, cfg.num_min_critics, k * b)  # drawn targets, forward
+        + mlp_matmul_flops(actor_sizes, 1, k * b)  # a' ~ pi(s'), forward
     )
     actor_step = (
         3 * mlp_matmul_flops(actor_sizes, 1, n)  # actor forward + backward
