@@ -1,8 +1,8 @@
 """Locomotion presets: `python -m wsrl_mjx.train --config=configs/locomotion.py:<preset>`.
 
   default  WSRL end to end on the embedded halfcheetah-medium dataset at CPU scale (2x64 networks, 50k CQL
-           updates with a behaviour-cloned actor, 5k warmup + 25k online steps): about 20 min on 2 CPU
-           cores at the VM's better rates, 53 min measured on a slow day (docs/performance.md)
+           updates with a behaviour-cloned actor, 5k warmup + 25k online steps): 25.7 min from a fresh
+           2-core VM (2026-12-06), 53 min on a slow day (docs/performance.md)
   smoke    every phase of a run with tiny sizes (tests, checks): seconds of running after 3-4 min of
            compiling the MJX programs on 2 cores
   sac      standard online SAC from scratch: 2 critics, UTD 1, entropy backup, 100k steps (the run
@@ -16,7 +16,7 @@ from wsrl_mjx.config import base_config
 def default():
     # WSRL end to end on the embedded halfcheetah-medium at CPU scale: WSRL's online algorithm and
     # constants (10 critics, 2 of them in the target, UTD 4, 5k policy warmup, no offline data online)
-    # with 2x64 networks and short phases, so that the whole run fits ~20 minutes on 2 CPU cores.
+    # with 2x64 networks and short phases, so that the whole run takes ~25 minutes on 2 CPU cores.
     # Pretraining is CQL on the 10-critic ensemble (WSRL's locomotion algorithm) for 50k updates, its
     # actor cloning the data all the while (bc_steps = steps: the original CQL code's policy_eval_start,
     # at 3x WSRL's actor lr). At this scale the SAC actor step of CQL ran the policy off the data within

@@ -81,3 +81,27 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     cfg.reward_scale = 10.0
     with pytest.raises(train.UsageError, match='config.reward_scale=10.0 differs from 1.0'):
         train.read_pretrained(kept, cfg, 5)
+
+
+def test_antmaze_presets_carry_the_references_antmaze_recipe():
+    # zhouzypaul/wsrl: launch_wsrl_finetune.sh / launch_calql_finetune.sh (antmaze) and the configs
+    # antmaze_wsrl / antmaze_cql: reward x10 - 5, critic 4x256, uniform std, max-target backup online,
+    # Cal-QL with the weight auto-tuned to a gap of 0.8, 1M pretraining updates, UTD 4 x 256.
+    from configs import antmaze
+    from wsrl_mjx.agents import cql, registry
+    from wsrl_mjx.config import offline_config, sac_config
+
+    for preset in antmaze.PRESETS:
+        validate(antmaze.get_config(preset))
+    c = antmaze.get_config('paper')
+    agent = sac_config(c, 29, 8)
+    assert (c.reward_scale, c.reward_bias, c.env, c.episode_length) == (10.0, -5.0, 'antmaze-large', 1000)
+    assert agent.critic_hidden == (256,) * 4 and agent.actor_hidden == (256, 256)
+    assert agent.std_parameterization == 'uniform' and agent.max_target_backup and agent.max_target_actions == 10
+    assert (agent.num_critics, agent.num_min_critics, agent.critic_steps, agent.batch_size) == (10, 2, 4, 256)
+    pretrain = offline_config(c, agent, 'calql')
+    assert isinstance(pretrain, cql.CQLConfig) and pretrain.calql and pretrain.autotune_alpha
+    assert (pretrain.target_action_gap, pretrain.alpha_lagrange_init, pretrain.alpha_lagrange_lr) == (0.8, 1.0, 3e-4)
+    assert pretrain.max_target_backup and pretrain.n_actions == 10 and c.pretrain.steps == 1_000_000
+    assert (c.warmup_steps, c.online_steps, c.method) == (5_000, 300_000, 'wsrl')
+    assert registry.get('calql').init is cql.init
