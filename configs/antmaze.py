@@ -14,6 +14,7 @@ D4RL's antmaze-large-diverse-v2.hdf5 from the working directory, or the file --c
 its sizes have to be chosen by measuring learning on them, as the locomotion default's were.
 """
 from wsrl_mjx.config import base_config
+from wsrl_mjx.configs import locomotion
 
 
 def _recipe(c):
@@ -44,31 +45,14 @@ def paper():
 
 
 def smoke():
-    c = _recipe(base_config())
+    # The locomotion smoke preset's toy sizes (phases, batches, 4 critics) with the antmaze recipe.
+    c = _recipe(locomotion.smoke())
     c.name = 'antmaze_smoke'
     c.env = 'antmaze-umaze'
     c.dataset = 'antmaze-umaze-random'
-    c.dataset_size = 512
-    c.episode_length = 50
-    c.pretrain.steps = 40
-    c.pretrain.log_interval = 20
-    c.pretrain.eval_interval = 40
-    c.pretrain.batch_size = 16
-    c.pretrain.cql_n_actions = 4
-    c.num_envs = 2
-    c.online_steps = 400
-    c.warmup_steps = 100
-    c.buffer_capacity = 400
-    c.log_interval = 100
-    c.eval_interval = 100
-    c.eval_episodes = 2
-    c.checkpoint_interval = 100
-    c.agent.num_critics = 4
     c.agent.critic_hidden = (32, 32, 32, 32)
     c.agent.actor_hidden = (32, 32)
     c.agent.max_target_actions = 4
-    c.agent.critic_steps = 2
-    c.agent.batch_size = 16
     return c
 
 
