@@ -3,7 +3,8 @@
   python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value> ...]
                            [--seeds=N] [--run_dir=DIR] [--resume] [--pretrained_from=DIR] [--quiet]
 
-Presets: default (WSRL on halfcheetah-medium, ~20 min on 2 CPU cores), smoke, sac, paper (GPUs).
+Presets: default (WSRL on halfcheetah-medium, ~25 min on 2 CPU cores), smoke, sac, paper (GPUs);
+configs/antmaze.py: paper (GPUs), smoke.
 Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, cql_no_data, calql_no_data,
 iql_no_data, scratch.
 Phases: dataset (made by name and cached on first use) -> offline pretraining -> policy warmup (no
