@@ -285,3 +285,100 @@ def test_d4rl_antmaze_v2_layout_is_read_for_the_antmaze_envs(tmp_path):
     assert loaded.terminals.tolist() == [i == 4 for i in range(n - 1)]
     with pytest.raises(DatasetError, match='observations'):
         load(path, ENV_SPECS['ant'].obs_dim, ENV_SPECS['ant'].act_dim)  # brax's ant observes 27
+
+
+def minari_antmaze_file(path, rng, dataset_id=None, keys=('achieved_goal', 'desired_goal', 'observation')):
+    """Two episodes of Minari's antmaze layout with random values: [(observations [T+1, 29] flattened by hand,
+    actions [T, 8])]."""
+    episodes = []
+    with h5py.File(path, 'w') as f:
+        if dataset_id is not None:
+            f.attrs['dataset_id'] = dataset_id
+        for i, length in enumerate([3, 4]):
+            g = f.create_group(f'episode_{i}')
+            ag, obs = rng.normal(size=(length + 1, 2)), rng.normal(size=(length + 1, 27))
+            sizes = {'achieved_goal': ag, 'desired_goal': rng.normal(size=(length + 1, 2)), 'observation': obs}
+            for key in keys:
+                g[f'observations/{key}'] = sizes[key]
+            g['actions'] = rng.uniform(-1, 1, (length, 8))
+            g['rewards'] = np.zeros(length)
+            g['terminations'] = np.zeros(length, bool)
+            g['truncations'] = np.arange(length) == length - 1
+            episodes.append((np.concatenate([ag, obs], axis=1), g['actions'][()]))
+    return episodes
+
+
+def test_minari_antmaze_medium_is_mirrored_and_moved_into_d4rls_frame(tmp_path):
+    path = str(tmp_path / 'main_data.hdf5')
+    (raw, actions), _ = minari_antmaze_file(path, np.random.default_rng(3), 'D4RL/antmaze/medium-diverse-v1')
+    loaded = load(path, 29, 8)
+    assert len(loaded) == 7 and loaded.meta['env'] == 'antmaze-medium' and loaded.timeouts.sum() == 2
+    r, o = raw[0], loaded.observations[0]
+    # By hand: x + 10, 10 - y (medium is 8 x 8 cells of 4); quaternion (w, -x, y, -z); legs 1 <-> 4 and
+    # 2 <-> 3 with the hips negated (angles at 7..14, velocities at 21..28); vy, wx, wz negated.
+    expected = [r[0] + 10, 10 - r[1], r[2], r[3], -r[4], r[5], -r[6],
+                -r[13], r[14], -r[11], r[12], -r[9], r[10], -r[7], r[8],
+                r[15], -r[16], r[17], -r[18], r[19], -r[20],
+                -r[27], r[28], -r[25], r[26], -r[23], r[24], -r[21], r[22]]
+    np.testing.assert_allclose(o, np.float32(expected), rtol=1e-6)
+    np.testing.assert_allclose(loaded.next_observations[0], loaded.observations[1])
+    a = actions[0]  # motor order hip_4, ankle_4, hip_1, ankle_1, hip_2, ankle_2, hip_3, ankle_3
+    np.testing.assert_allclose(loaded.actions[0], np.float32([-a[2], a[3], -a[0], a[1], -a[6], a[7], -a[4], a[5]]))
+
+
+def test_minari_antmaze_umaze_is_moved_only(tmp_path):
+    # Minari's umaze map is D4RL's upside down: the two worlds differ by (4, 4); the id from metadata.json.
+    path = str(tmp_path / 'main_data.hdf5')
+    (raw, actions), _ = minari_antmaze_file(path, np.random.default_rng(4))
+    with open(tmp_path / 'metadata.json', 'w') as f:
+        json.dump({'dataset_id': 'D4RL/antmaze/umaze-v1'}, f)
+    loaded = load(path, 29, 8)
+    np.testing.assert_allclose(loaded.observations[:3], np.float32(raw[:3] + np.r_[4, 4, np.zeros(27)]), rtol=1e-6)
+    np.testing.assert_allclose(loaded.actions[:3], np.float32(actions))
+
+
+@pytest.mark.parametrize('dataset_id,keys,named', [
+    (None, ('achieved_goal', 'desired_goal', 'observation'), 'dataset_id'),
+    ('D4RL/pointmaze/medium-v2', ('achieved_goal', 'desired_goal', 'observation'), 'dataset_id'),
+    ('D4RL/antmaze/large-play-v1', ('desired_goal', 'observation'), 'achieved_goal'),
+])
+def test_minari_dict_observations_are_refused_naming_the_field(tmp_path, dataset_id, keys, named):
+    path = str(tmp_path / 'main_data.hdf5')
+    minari_antmaze_file(path, np.random.default_rng(5), dataset_id, keys)
+    with pytest.raises(DatasetError) as info:
+        load(path, 29, 8)
+    assert path in str(info.value) and named in str(info.value)
+
+
+def test_the_mirror_commutes_with_the_ants_dynamics():
+    # Native MuJoCo, D4RL's ant (this env's model) in a maze symmetric in y: stepping a state and then
+    # mirroring it gives the mirrored state stepped with the mirrored actions.
+    import mujoco
+
+    from wsrl_mjx.data.minari_antmaze import mirror_actions, mirror_state
+    from wsrl_mjx.envs import antmaze
+
+    model = mujoco.MjModel.from_xml_string(antmaze.model_xml(('111', '1r1', '111')))
+    data = mujoco.MjData(model)
+    rng = np.random.default_rng(6)
+
+    def rollout(state, actions):
+        data.qpos[:], data.qvel[:] = state[:15], state[15:]
+        out = []
+        for action in actions:
+            data.ctrl[:] = antmaze.ACTION_SCALE * action
+            for _ in range(5):
+                mujoco.mj_step(model, data)
+            out.append(np.concatenate([data.qpos, data.qvel]))
+        return np.array(out)
+
+    for _ in range(3):
+        qpos = model.qpos0 + rng.uniform(-0.3, 0.3, 15)
+        qpos[3:7] /= np.linalg.norm(qpos[3:7])
+        state = np.concatenate([qpos, rng.normal(0, 0.5, 14)])
+        actions = rng.uniform(-1, 1, (8, 8))
+        ours = rollout(state, actions)
+        theirs = rollout(mirror_state(state), mirror_actions(actions))
+        assert np.abs(ours[-1] - state).max() > 0.1  # the ant moved
+        np.testing.assert_allclose(mirror_state(ours), theirs, atol=1e-6)
+        assert np.abs(mirror_state(ours) - ours).max() > 0.1  # and its mirror image is another state

@@ -9,7 +9,10 @@ Files read:
     step is kept (its mask is 0, so its next observation is never used) with next observation equal to
     its own observation, never the next episode's first one.
   - Minari datasets (a `main_data.hdf5` with `episode_<i>` groups holding observations [T+1, obs],
-    actions [T, act], rewards, terminations, truncations [T]).
+    actions [T, act], rewards, terminations, truncations [T]). Minari's D4RL/antmaze data, whose
+    observation is a dict (achieved_goal, desired_goal, observation), is flattened to D4RL's 29 values
+    and moved into D4RL's frame (wsrl_mjx/data/minari_antmaze.py); which maze it is comes from the
+    dataset id (the root attribute `dataset_id`, or `dataset_id` in the metadata.json beside the file).
 Metadata (env, level, seed, generator, policy returns) is a JSON string in the root attribute `metadata`.
 """
 from __future__ import annotations
@@ -185,12 +188,14 @@ def _read_minari(f, path: str) -> Dataset:
             raise DatasetError(f'{path}: field {name} is not an episode group episode_<i> (Minari layout)')
     names.sort(key=lambda k: int(k[len('episode_'):]))
     parts = {k: [] for k in FIELDS}
+    maze = None
     for name in names:
         episode = f[name]
         if isinstance(episode.get('observations'), h5py.Group):
-            raise DatasetError(f'{path}: field {name}/observations is a dict observation: only flat (Box) '
-                               f'observations are supported')
-        obs = _array(episode, 'observations', f'{path}:{name}')
+            maze = maze or _minari_maze(f, path)
+            obs = _dict_observation(episode['observations'], f'{path}:{name}/observations')
+        else:
+            obs = _array(episode, 'observations', f'{path}:{name}')
         steps = {k: _array(episode, k, f'{path}:{name}') for k in ('actions', 'rewards', 'terminations', 'truncations')}
         for key, value in steps.items():
             if value.ndim == 0 or len(value) != len(steps['rewards']):
@@ -216,7 +221,55 @@ def _read_minari(f, path: str) -> Dataset:
     fields = {k: np.concatenate(v) for k, v in parts.items()}
     next_obs = fields.pop('next_observations')
     meta = {'source': 'minari', **{k: str(v) for k, v in f.attrs.items()}}
+    if maze is not None:
+        from wsrl_mjx.data import minari_antmaze
+
+        fields['observations'] = minari_antmaze.observations_to_d4rl(fields['observations'], maze)
+        next_obs = minari_antmaze.observations_to_d4rl(next_obs, maze)
+        fields['actions'] = minari_antmaze.actions_to_d4rl(fields['actions'], maze)
+        mirrored, offset = minari_antmaze.FRAMES[maze]
+        meta.update(env=f'antmaze-{maze}', frame=f"Gymnasium-Robotics's, {'mirrored in y and ' if mirrored else ''}"
+                    f"moved by {offset} into D4RL's", ant=minari_antmaze.ANT_NOTE)
     return _dataset(fields, next_obs, meta)
+
+
+def _minari_maze(f, path: str) -> str:
+    """The antmaze maze of a Minari file with dict observations, from its dataset id."""
+    from wsrl_mjx.data.minari_antmaze import maze_of
+
+    dataset_id = f.attrs.get('dataset_id')
+    beside = os.path.join(os.path.dirname(os.path.abspath(path)), 'metadata.json')
+    if dataset_id is None and os.path.isfile(beside):
+        try:
+            with open(beside) as meta:
+                dataset_id = json.load(meta).get('dataset_id')
+        except (OSError, ValueError, AttributeError):
+            raise DatasetError(f'{beside}: field dataset_id is unreadable: Minari writes metadata.json as a JSON object') from None
+    if dataset_id is None:
+        raise DatasetError(f'{path}: field dataset_id is missing (a root attribute, or in metadata.json beside the '
+                           f'file): dict observations are read for Minari\'s D4RL/antmaze datasets, whose maze it names')
+    if isinstance(dataset_id, bytes):
+        dataset_id = dataset_id.decode()
+    maze = maze_of(str(dataset_id))
+    if maze is None:
+        raise DatasetError(f'{path}: field dataset_id is {dataset_id!r}: dict observations are read only for '
+                           f'D4RL/antmaze/<umaze|medium|large>-... datasets')
+    return maze
+
+
+def _dict_observation(group, where: str) -> np.ndarray:
+    """Minari antmaze's dict observation as [T+1, 29]: achieved_goal (x, y), then observation (27)."""
+    from wsrl_mjx.data.minari_antmaze import flatten
+
+    keys = sorted(group.keys())
+    if not {'achieved_goal', 'observation'} <= set(keys):
+        raise DatasetError(f'{where}: a dict observation with keys {keys}: achieved_goal and observation '
+                           f'expected (Minari\'s antmaze layout)')
+    goal, rest = _array(group, 'achieved_goal', where), _array(group, 'observation', where)
+    if goal.ndim != 2 or goal.shape[1] != 2 or rest.ndim != 2 or rest.shape[1] != 27 or len(goal) != len(rest):
+        raise DatasetError(f'{where}: field achieved_goal has shape {goal.shape} and observation {rest.shape}; '
+                           f'expected [T+1, 2] and [T+1, 27] (the ant\'s x, y and its other qpos and qvel)')
+    return flatten(goal, rest)
 
 
 def _per_step(fields: dict, path: str) -> dict:
