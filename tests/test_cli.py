@@ -12,6 +12,8 @@ CASES = [
     (['--config.agent.batch_size=0'], 'config.agent.batch_size'),
     (['--config.buffer_capacity=100', '--config.agent.batch_size=64'], 'config.agent.batch_size'),
     (['--seeds=0'], '--seeds'),
+    (['--cpu_devices=0'], '--cpu_devices'),
+    (['--seeds=3', '--cpu_devices=2'], '--seeds=3'),
     (['--config=configs/locomotion.py:nope'], 'nope'),
     (['--config.method=nope'], 'config.method'),
     (['--config.pretrain.algo=bc'], 'config.pretrain.algo'),
@@ -50,7 +52,8 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
                                         (['online', '--buffer_capacity=0'], '--buffer_capacity'),
                                         (['checkpoint', '--rounds=2'], '--rounds'),
                                         (['profile', '--rounds=2'], '--rounds'),
-                                        (['offline', '--seeds=2'], '--seeds'),
+                                        (['checkpoint', '--seeds=2'], '--seeds'),
+                                        (['offline', '--cpu_devices=2'], '--seeds=1'),  # one seed, two devices
                                         (['checkpoint', '--config=configs/locomotion.py:default'], '--config'),
                                         (['offline', '--config=configs/locomotion.py:nope'], 'nope'),
                                         (['online', '--config.agent.critic_hidden=(0,)'], 'config.agent.critic_hidden'),
@@ -64,3 +67,15 @@ def test_bench_refuses_flags_its_benchmark_does_not_take(tmp_path, args, named):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith('error: ') and named in lines[0], result.stderr
     assert not out.exists()
+
+
+def test_cpu_devices_sets_the_device_count_before_jax_starts():
+    # What train, screen and bench do first: parse the flags; the CPU backend then has that many devices.
+    code = ('import sys, jax\n'
+            'from wsrl_mjx import entry\n'
+            'entry.parse_config(sys.argv)\n'
+            'print(jax.device_count(), jax.local_device_count("cpu"))')
+    result = subprocess.run([sys.executable, '-c', code, '--cpu_devices=2', '--seeds=4'], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ['2', '2']

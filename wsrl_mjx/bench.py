@@ -1,6 +1,6 @@
 """Benchmarks: python -m wsrl_mjx.bench {online,offline,profile,checkpoint} [--out FILE] [--steps N]
                  [--config=configs/locomotion.py:<preset>] [--config.<key>=...] [--seeds N] [--rounds N]
-                 [--buffer_capacity N]
+                 [--buffer_capacity N] [--cpu_devices N]
 
 `online` and `offline` time the sizes of a config: `--config` and `--config.<key>` flags as for
 `python -m wsrl_mjx.train`, WSRL's locomotion configuration (the `paper` preset: 10 critics, UTD 4,
@@ -17,13 +17,15 @@ program (1 by default):
 each in `--rounds` interleaved rounds (3 by default), the best round counting, with the compile
 seconds of each program. The replay buffers (the fused program's and the loop's) hold
 `--buffer_capacity` transitions, 10k by default. `offline` measures pretraining updates/s of CQL,
-Cal-QL and IQL at the config's sizes (its behaviour-cloning updates too, where it has them);
+Cal-QL and IQL at the config's sizes (its behaviour-cloning updates too, where it has them), summed
+over `--seeds` seeds vmapped in one program;
 `profile` where the time goes: one traced chunk of the fused online program (`--seeds` seeds) and one
 of the config's pretraining algorithm, each op's time summed by kind (matmul, elementwise, reduction,
 copy...) and by the code that built it (MJX, replay buffer, networks, optimizer), per env step and per
 update (wsrl_mjx/profiling.py);
 `checkpoint` the save time of a full 1M-transition state (paper sizes) and the online phase's
-slowdown with checkpoints (see each function).
+slowdown with checkpoints (see each function). `--cpu_devices=N` splits the seeds of `online` and
+`offline` over N CPU devices, as for `train`.
 """
 from __future__ import annotations
 
@@ -328,42 +330,44 @@ def pretrain_config(steps: int, algo: str, cfg):
     return cfg
 
 
-def pretrain_programs(cfg, dataset):
-    """(compiled pretraining programs, the dataset on the device, initial state) for one seed."""
+def pretrain_programs(cfg, dataset, seeds: int = 1):
+    """(compiled pretraining programs, the dataset on the device, initial state) for `seeds` seeds."""
     from wsrl_mjx.experiment import Experiment
     from wsrl_mjx.pipeline import offline as offline_pipeline
     from wsrl_mjx.pipeline.programs import compile_pretrain_programs
 
-    experiment = Experiment.from_config(cfg, 1, SYNTHETIC_ROWS)
+    experiment = Experiment.from_config(cfg, seeds, SYNTHETIC_ROWS)
     progs = compile_pretrain_programs(experiment.pretrain_spec)
     _, agent_key, _, pretrain_key = experiment.keys()
     data = offline_pipeline.from_dataset(dataset, cfg.agent.discount, sharding=progs.data_sharding)
     return progs, data, progs.init(pretrain_key, progs.init_agent(agent_key))
 
 
-def offline(steps: int, cfg=None, config_name: str = 'paper') -> dict:
+def offline(steps: int, cfg=None, config_name: str = 'paper', seeds: int = 1) -> dict:
     """Pretraining updates/s of CQL, Cal-QL and IQL at a config's sizes (`paper`: WSRL's locomotion
     sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
-    its behaviour-cloning actor term), one seed, on `synthetic_dataset`."""
+    its behaviour-cloning actor term), summed over `seeds` seeds vmapped in one program, on
+    `synthetic_dataset`."""
     import jax
 
     base = wsrl_config(steps, cfg=cfg)
     dataset = synthetic_dataset(base.env)
     result = {**device_info(), 'config': config_name, 'env': base.env,
-              'critic_hidden': list(base.agent.critic_hidden), 'num_critics': base.agent.num_critics}
+              'critic_hidden': list(base.agent.critic_hidden), 'num_critics': base.agent.num_critics,
+              'seeds': seeds}
     for algo in ('cql', 'calql', 'iql'):
         tic = time.perf_counter()
-        progs, data, state = pretrain_programs(pretrain_config(steps, algo, base), dataset)
+        progs, data, state = pretrain_programs(pretrain_config(steps, algo, base), dataset, seeds)
         state, _ = progs.train(state, data)  # first call: caches warm
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - tic
         tic = time.perf_counter()
         state, _ = progs.train(state, data)
         jax.block_until_ready(state)
-        rate = steps / (time.perf_counter() - tic)
+        rate = seeds * steps / (time.perf_counter() - tic)
         result[algo] = {'updates_per_s': rate, 'compile_and_first_chunk_s': compile_s}
-        print(f'{algo}: {rate:.2f} pretraining updates/s (batch 256; compile + first chunk {compile_s:.0f} s)',
-              flush=True)
+        print(f'{algo}: {rate:.2f} pretraining updates/s{f" in all ({seeds} seeds)" if seeds > 1 else ""} '
+              f'(batch {base.pretrain.batch_size}; compile + first chunk {compile_s:.0f} s)', flush=True)
         data.delete()
     return result
 
@@ -510,8 +514,14 @@ def main(argv: list[str]) -> None:
     for name, value in (('steps', steps), ('rounds', _ROUNDS.value), ('buffer_capacity', _BUFFER.value)):
         if value < 1:
             fail(f'--{name}={value}: must be a positive integer')
-    if seeds != 1 and bench not in ('online', 'profile'):
-        fail(f'--seeds={seeds}: only the online and profile benchmarks take --seeds ({bench} runs one seed)')
+    if seeds != 1 and bench == 'checkpoint':
+        fail(f'--seeds={seeds}: the checkpoint benchmark runs one seed')
+    from wsrl_mjx import parallel
+
+    try:
+        parallel.check_seeds(seeds if bench != 'checkpoint' else 1)
+    except UsageError as e:
+        fail(str(e))
     for name in ('rounds', 'buffer_capacity'):
         if flags.FLAGS[name].present and bench != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
@@ -520,7 +530,7 @@ def main(argv: list[str]) -> None:
     preset = next((a.split(':', 1)[-1] for a in argv[1:] if a.startswith('--config=')), 'paper')
     name = ' '.join([preset if given else 'paper', *overrides])
     result = (online(steps, seeds, _ROUNDS.value, _BUFFER.value, cfg, name) if bench == 'online'
-              else offline(steps, cfg, name) if bench == 'offline'
+              else offline(steps, cfg, name, seeds) if bench == 'offline'
               else profile(steps, seeds, cfg, name) if bench == 'profile' else checkpoint(steps))
     if _OUT.value:
         with open(_OUT.value, 'w') as f:

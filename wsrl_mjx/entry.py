@@ -18,6 +18,9 @@ DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'locomotion.py')
 
 _CONFIG = config_flags.DEFINE_config_file('config', f'{DEFAULT_CONFIG}:default', 'Config file and preset.')
 _SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program and split over devices.')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 1, 'On the CPU, split the seeds over this many XLA host devices, each running its share of '
+    'the program on its own thread (--seeds a multiple of it). No effect where JAX runs on GPUs.')
 
 
 def installed_config(arg: str) -> str:
@@ -62,7 +65,30 @@ def parse_config(argv: list[str]):
         sys.argv = saved_argv
     if _SEEDS.value < 1:
         raise UsageError(f'--seeds={_SEEDS.value} is not allowed: a positive integer')
+    use_cpu_devices(_CPU_DEVICES.value)
     return cfg, _SEEDS.value
+
+
+def use_cpu_devices(count: int) -> None:
+    """--cpu_devices: the number of XLA:CPU devices, which JAX takes only before its first computation.
+
+    A program over one device runs its ops mostly one after another (docs/performance.md); with the
+    seeds split over two devices, each device's part runs on a thread of its own, so two cores both
+    work. 1 (the default) leaves JAX's own setting alone (XLA_FLAGS=--xla_force_host_platform_device_count
+    still works). Whether the seeds split evenly is parallel.check_seeds's to say, once the seed count is
+    known (a resumed run takes its own).
+    """
+    if count < 1:
+        raise UsageError(f'--cpu_devices={count} is not allowed: a positive integer')
+    if count == 1:
+        return
+    import jax
+
+    try:
+        jax.config.update('jax_num_cpu_devices', count)
+    except RuntimeError:
+        raise UsageError(f'--cpu_devices={count}: JAX has already started in this process with '
+                         f'{jax.local_device_count("cpu")} CPU devices; give the flag to a new process') from None
 
 
 def enable_compilation_cache() -> None:

@@ -36,8 +36,9 @@ def seed_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
 def check_seeds(seeds: int) -> None:
     devices = jax.device_count()
     if seeds % devices:
+        hint = '; --cpu_devices sets how many CPU devices there are' if jax.default_backend() == 'cpu' else ''
         raise ParallelError(f'--seeds={seeds} is not allowed with {devices} devices: a multiple of {devices} '
-                            f'(each device runs seeds/{devices} seeds)')
+                            f'(each device runs seeds/{devices} seeds{hint})')
 
 
 def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0):

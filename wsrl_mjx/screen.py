@@ -45,6 +45,9 @@ def main(argv: list[str]) -> None:
 
     try:
         cfg, seeds = entry.parse_config(argv)  # the same flags, validation and error lines as train's
+        from wsrl_mjx import parallel
+
+        parallel.check_seeds(seeds)
     except UsageError as e:
         fail(str(e))
     if not _OUT.value:
