@@ -1,7 +1,8 @@
 """Entry point: one WSRL run (or a baseline) end to end, seeds vmapped in one program.
 
   python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value> ...]
-                           [--seeds=N] [--run_dir=DIR] [--resume] [--pretrained_from=DIR] [--quiet]
+                           [--seeds=N] [--cpu_devices=D] [--run_dir=DIR] [--resume] [--pretrained_from=DIR]
+                           [--quiet]
 
 Presets: default (WSRL on halfcheetah-medium, ~25 min on 2 CPU cores), smoke, sac, paper (GPUs);
 configs/antmaze.py: paper (GPUs), smoke.
