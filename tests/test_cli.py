@@ -54,6 +54,7 @@ def test_help_prints_usage_and_flags_exit_0(module, flag):
                                         (['profile', '--rounds=2'], '--rounds'),
                                         (['checkpoint', '--seeds=2'], '--seeds'),
                                         (['offline', '--cpu_devices=2'], '--seeds=1'),  # one seed, two devices
+                                        (['profile', '--seeds=2', '--cpu_devices=2'], '--cpu_devices'),
                                         (['checkpoint', '--config=configs/locomotion.py:default'], '--config'),
                                         (['offline', '--config=configs/locomotion.py:nope'], 'nope'),
                                         (['online', '--config.agent.critic_hidden=(0,)'], 'config.agent.critic_hidden'),

@@ -516,15 +516,18 @@ def main(argv: list[str]) -> None:
             fail(f'--{name}={value}: must be a positive integer')
     if seeds != 1 and bench == 'checkpoint':
         fail(f'--seeds={seeds}: the checkpoint benchmark runs one seed')
-    from wsrl_mjx import parallel
-
-    try:
-        parallel.check_seeds(seeds if bench != 'checkpoint' else 1)
-    except UsageError as e:
-        fail(str(e))
     for name in ('rounds', 'buffer_capacity'):
         if flags.FLAGS[name].present and bench != 'online':
             fail(f'--{name}={flags.FLAGS[name].value}: only the online benchmark takes --{name}')
+    if flags.FLAGS['cpu_devices'].present and bench not in ('online', 'offline'):
+        fail(f'--cpu_devices={flags.FLAGS["cpu_devices"].value}: only the online and offline benchmarks take '
+             f'--cpu_devices (profile times its pretraining, and checkpoint all of its work, on one seed)')
+    from wsrl_mjx import parallel
+
+    try:
+        parallel.check_seeds(seeds)
+    except UsageError as e:
+        fail(str(e))
     if (given or overrides) and bench == 'checkpoint':
         fail('--config: the checkpoint benchmark times the paper sizes only')
     preset = next((a.split(':', 1)[-1] for a in argv[1:] if a.startswith('--config=')), 'paper')
