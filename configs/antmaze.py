@@ -5,6 +5,8 @@
          antmaze-large-diverse: Cal-QL pretraining for 1M updates with the conservative weight auto-tuned
          to a gap of 0.8, rewards x10 - 5, critics 4x256, a state-independent actor std, the max-target
          backup online too; then 5k warmup steps and ensemble SAC at UTD 4 for 300k steps. For GPUs.
+  controller  SAC from scratch on `antgoal`, D4RL's ant walking to goals on open ground: the controller
+         that collects this project's antmaze datasets (wsrl_mjx/data/antmaze_collect.py)
   smoke  every phase of the same recipe at toy sizes on antmaze-umaze, from random-play data (checks that
          the recipe runs end to end; nothing is learnt from random play in a few hundred updates)
 
@@ -56,7 +58,22 @@ def smoke():
     return c
 
 
-PRESETS = {'paper': paper, 'smoke': smoke}
+def controller():
+    """SAC from scratch on `antgoal`: the goal-reaching ant whose snapshot collects the antmaze datasets
+    (D4RL trained its goal-reaching ant with SAC too). The locomotion `sac` preset's learner (2 critics,
+    UTD 1, 256x256) with 500-step episodes, each with as many goals as the ant reaches."""
+    c = locomotion.sac()
+    c.name = 'antmaze_controller'
+    c.env = 'antgoal'
+    c.episode_length = 500
+    c.online_steps = 1_000_000
+    c.buffer_capacity = 300_000
+    c.eval_interval = 10_000
+    c.checkpoint_interval = 10_000
+    return c
+
+
+PRESETS = {'paper': paper, 'smoke': smoke, 'controller': controller}
 
 
 def get_config(preset: str = 'paper'):

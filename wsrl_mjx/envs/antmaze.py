@@ -222,10 +222,90 @@ def make_env_class():
     return AntMaze
 
 
+# The goal-reaching ant that collects the datasets (D4RL's recipe: a goal-reaching policy trained on open
+# ground, led through the maze by waypoints; wsrl_mjx/data/antmaze_collect.py). D4RL trained its policy
+# on goals drawn in a disk of radius 10 around the start (goal_reaching_env.disk_goal_sampler: angle
+# and radius uniform) with the reward -distance; here the reward is the speed towards the goal.
+GOAL_REGION_RADIUS = 10.0
+HEALTHY_Z = (0.2, 1.0)  # torso height outside this ends an episode (gym's and brax's ant)
+
+
+def controller_input(ant_obs: jax.Array, target_xy: jax.Array) -> jax.Array:
+    """The controller's 29 inputs from the maze's 29-value observation and a target (x, y): the ant's
+    state without its position (27), then the target relative to the torso (2)."""
+    return jnp.concatenate([ant_obs[..., 2:], target_xy - ant_obs[..., :2]], axis=-1)
+
+
+def disk_goal(key: jax.Array, centre: jax.Array) -> jax.Array:
+    """A goal at an angle and a radius (up to GOAL_REGION_RADIUS) drawn uniformly around `centre`."""
+    angle_key, radius_key = jax.random.split(key)
+    angle = jax.random.uniform(angle_key, (), maxval=2.0 * jnp.pi)
+    radius = jax.random.uniform(radius_key, (), maxval=GOAL_REGION_RADIUS)
+    return centre + radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+
+
+def make_goal_env_class():
+    """The brax env class of `antgoal` (see GOAL_REGION_RADIUS), built once on first use."""
+    import mujoco
+    from brax.envs.base import PipelineEnv, State
+    from brax.io import mjcf
+
+    class AntGoal(PipelineEnv):
+        """D4RL's maze ant on open ground reaching goals: obs [29] (controller_input), actions [8].
+
+        Reset: the maze's start state; a goal within GOAL_REGION_RADIUS. Reward per step: the
+        decrease of the distance to the goal over the step, divided by the step's 0.1 s (the speed
+        towards the goal, m/s), so an episode's return is 10 x the metres gained. Within GOAL_RADIUS
+        a new goal is drawn around the torso (the next step's distance is to it). The episode ends when
+        the torso's height leaves HEALTHY_Z (a fallen ant)."""
+
+        def __init__(self, backend: str = 'mjx', **kwargs):
+            sys = mjcf.loads(model_xml(('r',)))  # one free cell: no walls
+            sys = sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': SOLVER_ITERATIONS,
+                                    'opt.ls_iterations': LS_ITERATIONS})
+            kwargs['n_frames'] = kwargs.get('n_frames', 5)
+            super().__init__(sys=sys, backend=backend, **kwargs)
+
+        def reset(self, rng: jax.Array) -> State:
+            q_key, qd_key, goal_key, next_key = jax.random.split(rng, 4)
+            q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-0.1, maxval=0.1)
+            qd = 0.1 * jax.random.normal(qd_key, (self.sys.qd_size(),))
+            pipeline_state = self.pipeline_init(q, qd)
+            goal = disk_goal(goal_key, q[:2])
+            zero = jnp.zeros(())
+            return State(pipeline_state, self._observe(pipeline_state, goal), zero, zero,
+                         {'goals_reached': zero, 'goal_distance': jnp.linalg.norm(goal - q[:2])},
+                         {'goal': goal, 'goal_key': next_key})
+
+        def step(self, state: State, action: jax.Array) -> State:
+            pipeline_state = self.pipeline_step(state.pipeline_state, ACTION_SCALE * jnp.clip(action, -1.0, 1.0))
+            goal = state.info['goal']
+            before = jnp.linalg.norm(state.pipeline_state.q[:2] - goal)
+            distance = jnp.linalg.norm(pipeline_state.q[:2] - goal)
+            reward = (before - distance) / self.dt
+            reached = distance <= GOAL_RADIUS
+            draw_key, next_key = jax.random.split(state.info['goal_key'])
+            goal = jnp.where(reached, disk_goal(draw_key, pipeline_state.q[:2]), goal)
+            z = pipeline_state.q[2]
+            fallen = ((z < HEALTHY_Z[0]) | (z > HEALTHY_Z[1])).astype(jnp.float32)
+            metrics = {'goals_reached': state.metrics['goals_reached'] + reached,
+                       'goal_distance': jnp.linalg.norm(pipeline_state.q[:2] - goal)}
+            return state.replace(pipeline_state=pipeline_state, obs=self._observe(pipeline_state, goal),
+                                 reward=reward, done=fallen, metrics=metrics,
+                                 info={'goal': goal, 'goal_key': next_key})
+
+        def _observe(self, pipeline_state, goal) -> jax.Array:
+            ant = jnp.concatenate([pipeline_state.q[:15], pipeline_state.qd[:14]])
+            return controller_input(ant, goal)
+
+    return AntGoal
+
+
 def register() -> None:
-    """Registers antmaze_umaze, antmaze_medium and antmaze_large with brax.envs."""
+    """Registers antmaze_umaze, antmaze_medium, antmaze_large and antgoal with brax.envs."""
     from brax import envs as brax_envs
 
     cls = make_env_class()
     for maze in EVAL_MAZES:
         brax_envs.register_environment(f'antmaze_{maze}', functools.partial(cls, maze=maze))
+    brax_envs.register_environment('antgoal', make_goal_env_class())

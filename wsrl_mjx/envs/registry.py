@@ -6,6 +6,8 @@ observes 27 values (no contact forces), not the 111 of D4RL's ant-v2: its scores
 reference returns, but D4RL ant files do not fit it. antmaze-umaze, antmaze-medium and antmaze-large
 are D4RL's AntMaze tasks, built here on MJX (wsrl_mjx/envs/antmaze.py): 29 observations as D4RL's,
 return 1 for reaching the goal, normalised with D4RL's 0 and 1 (the success rate in percent).
+antgoal is the same ant on open ground walking to goals (the controller that collects antmaze data);
+its score is the metres gained towards its goals per episode.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ ENV_SPECS = {
     'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8, failure_reward=0.0),
     'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8, failure_reward=0.0),
     'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8, failure_reward=0.0),
+    # The goal-reaching ant that collects antmaze data: return = 10 x the metres gained towards its
+    # goals, so 0 and 1000 make the score the metres gained per episode.
+    'antgoal': EnvSpec('antgoal', 'antgoal', 0.0, 1000.0, 29, 8),
 }
 
 
@@ -55,7 +60,7 @@ def make_env(env_name: str, episode_length: int):
     with _quiet_loading(), _models_on_this_process():
         from brax import envs as brax_envs
 
-        if env_name.startswith('antmaze'):
+        if env_name.startswith('antmaze') or env_name == 'antgoal':
             from wsrl_mjx.envs import antmaze
 
             antmaze.register()
