@@ -57,8 +57,24 @@ def needed_policies(env: str, level: str) -> tuple[str, ...]:
     return (level,)
 
 
+def levels_of(env: str) -> tuple[str, ...]:
+    """The levels a dataset of `env` can have: LEVELS for locomotion; random, play and diverse for
+    antmaze (wsrl_mjx/data/antmaze_collect.py)."""
+    from wsrl_mjx.data import antmaze_collect
+
+    return ('random', *antmaze_collect.LEVELS) if env.startswith('antmaze-') else LEVELS
+
+
+def generating_policies(env: str) -> dict:
+    """name -> path of the shipped policy files that datasets of `env` are generated with (antmaze:
+    the goal-reaching controller of antgoal)."""
+    return shipped_policies('antgoal') if env.startswith('antmaze-') else shipped_policies(env)
+
+
 def available_levels(env: str) -> tuple[str, ...]:
     """The levels of `env` whose policies are shipped, so that their datasets can be generated here."""
+    if env.startswith('antmaze-'):
+        return levels_of(env) if 'controller' in generating_policies(env) else ('random',)
     shipped = shipped_policies(env)
     return tuple(level for level in LEVELS if all(p in shipped for p in needed_policies(env, level)))
 
@@ -167,10 +183,14 @@ def collect(env: str, level: str, size: int, seed: int, num_envs: int = 64, poli
 
     if env not in ENV_SPECS:
         raise CollectError(f'--env={env} is unknown: one of {", ".join(ENV_SPECS)}')
-    if level not in LEVELS:
-        raise CollectError(f'--level={level} is unknown: one of {", ".join(LEVELS)}')
+    if level not in levels_of(env):
+        raise CollectError(f'--level={level} is unknown for {env}: one of {", ".join(levels_of(env))}')
     if size < 1 or num_envs < 1:
         raise CollectError(f'--size={size} --envs={num_envs}: positive integers required')
+    if env.startswith('antmaze-') and level != 'random':
+        from wsrl_mjx.data import antmaze_collect
+
+        return antmaze_collect.collect(env[len('antmaze-'):], level, size, seed, num_envs, policy, quiet)
     key = jax.random.key(seed)
 
     # (label, policy path or None for uniform, transitions)

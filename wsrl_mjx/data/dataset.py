@@ -42,6 +42,8 @@ class Dataset:
     terminals: np.ndarray  # [N] bool: the episode ended in a terminal state (mask 0)
     timeouts: np.ndarray  # [N] bool: the episode was cut here (time limit or end of collection)
     meta: dict = dataclasses.field(default_factory=dict)
+    # Per-row extras written as infos/<name> (D4RL's antmaze files: goal, qpos, qvel); not read back.
+    infos: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -95,6 +97,8 @@ def write_hdf5(path: str, data: Dataset) -> None:
     with atomic_path(path) as tmp, h5py.File(tmp, 'w') as f:  # several processes may generate one dataset
         for name in FIELDS:
             f.create_dataset(name, data=getattr(data, name))
+        for name, value in data.infos.items():
+            f.create_dataset(f'infos/{name}', data=value)
         f.attrs['metadata'] = json.dumps(data.meta)
 
 
@@ -347,4 +351,11 @@ def summarize(data: Dataset, env: str | None = None) -> dict:
         scores = np.asarray(normalized_score(env, returns))
         for name, fn in stats.items():
             out[f'normalized_score_{name}'] = float(fn(scores))
+    if env in ENV_SPECS and ENV_SPECS[env].failure_reward is not None:
+        # Sparse rewards (antmaze): terminals split D4RL's trajectories, which go on after the goal; a
+        # trajectory is what runs between time-outs, and it succeeds if it pays anything.
+        trajectory = np.concatenate([[0], np.cumsum(data.timeouts[:-1])])
+        paid = np.bincount(trajectory, weights=data.rewards != ENV_SPECS[env].failure_reward) > 0
+        out['trajectories'] = int(len(paid))
+        out['trajectory_success_rate'] = float(100.0 * paid.mean())
     return out

@@ -18,10 +18,10 @@ def cache_dir() -> str:
 
 def _policies_digest(env: str) -> str:
     """8 hex digits over the bytes of every policy file shipped for `env` (none: the empty digest)."""
-    from wsrl_mjx.data.collect import shipped_policies
+    from wsrl_mjx.data.collect import generating_policies
 
     digest = hashlib.sha256()
-    for name, path in sorted(shipped_policies(env).items()):
+    for name, path in sorted(generating_policies(env).items()):
         with open(path, 'rb') as f:
             digest.update(name.encode() + b'\0' + f.read())
     return digest.hexdigest()[:8]
@@ -29,7 +29,7 @@ def _policies_digest(env: str) -> str:
 
 def parse_name(name: str) -> tuple[str, str] | None:
     """(env, level) of a dataset name, or None when `name` is not one (then it is a file path)."""
-    from wsrl_mjx.data.collect import LEVELS
+    from wsrl_mjx.data.collect import levels_of
     from wsrl_mjx.envs.registry import ENV_SPECS
 
     # The longest env name that prefixes it: env names may hold '-' themselves (antmaze-umaze).
@@ -38,7 +38,7 @@ def parse_name(name: str) -> tuple[str, str] | None:
         return None
     env = max(envs, key=len)
     level = name[len(env) + 1:]
-    return (env, level) if level in LEVELS else None
+    return (env, level) if level in levels_of(env) else None
 
 
 def resolve(name: str, size: int, seed: int = 0, quiet: bool = False) -> str:
