@@ -41,17 +41,23 @@ def test_dataset_env_must_match_only_where_the_dataset_is_read():
         validate(cfg)
 
 
-def test_dataset_names_take_the_longest_env_name_and_list_what_is_generated():
+def test_dataset_names_take_the_longest_env_name_and_list_what_is_generated(tmp_path, monkeypatch):
+    from wsrl_mjx.data import collect
     from wsrl_mjx.data.registry import parse_name
 
     assert parse_name('ant-random') == ('ant', 'random')
     assert parse_name('antmaze-umaze-random') == ('antmaze-umaze', 'random')
     assert parse_name('halfcheetah-medium-replay') == ('halfcheetah', 'medium-replay')
-    assert parse_name('antmaze-umaze-diverse') is None  # not a level: a file path, which it is not
+    assert parse_name('antmaze-umaze-medium') is None  # not an antmaze level: a file path, which it is not
     cfg = locomotion.get_config('smoke')
-    cfg.env, cfg.dataset = 'antmaze-umaze', 'antmaze-umaze-diverse'
-    with pytest.raises(ConfigError, match=r"antmaze-umaze-<level> \(generated here: random\) or an "
+    cfg.env, cfg.dataset = 'antmaze-umaze', 'antmaze-umaze-medium'
+    with pytest.raises(ConfigError, match=r"antmaze-umaze-<level> \(generated here: .*random.*\) or an "
                                           r"\.hdf5/\.h5 file \(D4RL's antmaze-v2 files fit\)"):
+        validate(cfg)
+    # Without the goal-reaching controller, play and diverse cannot be generated: refused, naming what can.
+    monkeypatch.setattr(collect, 'POLICY_DIR', str(tmp_path))
+    cfg.dataset = 'antmaze-umaze-diverse'
+    with pytest.raises(ConfigError, match=r"shipped for antmaze-umaze \(antmaze-umaze-random\)"):
         validate(cfg)
     cfg.dataset = 'antmaze-umaze-random'
     validate(cfg)

@@ -225,7 +225,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         levels = available_levels(named[0])
         _require(named[1] in levels, 'dataset', cfg.dataset,
                  f'a level whose behaviour policies are shipped for {named[0]} '
-                 f'({", ".join(f"{named[0]}-{lv}" for lv in levels)}) or an .hdf5/.h5 file')
+                 f'({", ".join(f"{named[0]}-{lv}" for lv in levels)}) or an .hdf5/.h5 file'
+                 + ('; play and diverse need the goal-reaching controller, wsrl_mjx/data/policies/'
+                    'antgoal_controller.npz' if named[0].startswith('antmaze') else ''))
     for key in ('episode_length', 'num_envs', 'online_steps', 'buffer_capacity', 'log_interval',
                 'eval_interval', 'eval_episodes', 'checkpoint_keep', 'dataset_size', 'agent.num_critics',
                 'agent.num_min_critics', 'agent.critic_steps', 'agent.batch_size', 'pretrain.steps',
