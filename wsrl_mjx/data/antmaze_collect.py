@@ -225,6 +225,6 @@ def collect(maze_name: str, level: str, size: int, seed: int, num_envs: int, pol
     data.meta = {'env': f'antmaze-{maze_name}', 'level': level, 'seed': seed, 'size': size, 'envs': num_envs,
                  'episode_length': TRAJECTORY_LENGTH, 'generator': 'wsrl_mjx.antmaze_collect/1',
                  'controller': os.path.basename(path), 'controller_step': meta.get('step'),
-                 'controller_score': meta.get('score'), 'action_noise': ACTION_NOISE,
+                 'controller_score': meta.get('normalized_score'), 'action_noise': ACTION_NOISE,
                  'reward_goal': [float(v) for v in reward_goal], **_returns(data, f'antmaze-{maze_name}')}
     return data
