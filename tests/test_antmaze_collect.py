@@ -57,6 +57,22 @@ def test_antmaze_dataset_names_and_levels():
         collect_lib.collect('antmaze-umaze', 'expert', 10, 0)
 
 
+def test_info_counts_trajectories_between_time_outs_and_those_that_reach_the_goal():
+    from wsrl_mjx.data.dataset import Dataset, summarize
+
+    n = 12  # three 4-step trajectories; the second reaches the goal twice (terminal, then goes on)
+    rewards = np.zeros(n, np.float32)
+    rewards[[5, 6]] = 1.0
+    timeouts = np.zeros(n, bool)
+    timeouts[[3, 7, 11]] = True
+    data = Dataset(np.zeros((n, 29), np.float32), np.zeros((n, 8), np.float32), rewards, np.zeros((n, 29), np.float32),
+                   rewards > 0, timeouts, meta={'env': 'antmaze-umaze'})
+    info = summarize(data)
+    assert info['trajectories'] == 3 and info['trajectory_success_rate'] == pytest.approx(100.0 / 3)
+    assert info['episodes'] == 5  # terminals split D4RL's trajectories into episodes
+    assert 'trajectories' not in summarize(Dataset(**{**data.__dict__, 'meta': {'env': 'hopper'}}))
+
+
 def _controller(tmp_path):
     actor = networks.init_actor(jax.random.key(3), 29, 8, (16, 16), False, 1.0)
     path = str(tmp_path / 'controller.npz')
