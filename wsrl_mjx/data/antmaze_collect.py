@@ -37,7 +37,7 @@ LEVELS = ('play', 'diverse')
 CONTROLLER = 'antgoal_controller'  # the shipped policy file's name in wsrl_mjx/data/policies/
 ACTION_NOISE = 0.2
 TRAJECTORY_LENGTH = 1000
-CHUNK = 250  # env steps per compiled call (one progress-bar update)
+CHUNK = 250  # env steps per compiled call (one progress-bar update); divides TRAJECTORY_LENGTH
 START_NOISE, GOAL_NOISE = (1.0,), (1.0, 0.5)  # U(0, a) terms added in x and in y
 
 
@@ -113,8 +113,8 @@ def waypoint(xy, goal, grid, table, centres, origin_cell):
 
 @functools.lru_cache(maxsize=8)
 def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std: tuple):
-    """Compiled (reset(key, diverse), chunk(actor, state, key, diverse)) of the collection rollout;
-    diverse: bool [], the level (one program serves both)."""
+    """Compiled (reset(key, diverse), chunk(actor, state, key)) of the collection rollout; diverse:
+    bool [], the level (one program serves both)."""
     import jax
     import jax.numpy as jnp
 
@@ -145,10 +145,12 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
     def observe(pipeline):
         return jnp.concatenate([pipeline.q[..., :15], pipeline.qd[..., :14]], axis=-1)
 
-    def chunk(actor, state, key, diverse):
+    def chunk(actor, state, key):
+        """`length` steps of every env; all envs start their trajectories together and `length` divides
+        TRAJECTORY_LENGTH, so trajectories end at chunk ends and the host resets them (`reset`)."""
         def body(carry, _):
             (pipeline, goal, time), key = carry
-            key, noise_key, reset_key = jax.random.split(key, 3)
+            key, noise_key = jax.random.split(key)
             obs = observe(pipeline)
             target = jax.vmap(lambda xy, g: waypoint(xy, g, grid, table, centres, origin))(obs[:, :2], goal)
             mean, _ = networks.actor_apply(actor, antmaze.controller_input(obs, target), *log_std)
@@ -158,16 +160,10 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
             reached = jnp.linalg.norm(next_obs[:, :2] - reward_goal, axis=-1) <= antmaze.GOAL_RADIUS
             time = time + 1
             timeout = time >= TRAJECTORY_LENGTH
-            fresh_pipeline, fresh_goal, _ = reset(reset_key, diverse)
-
-            def pick(new, old):
-                return jnp.where(timeout.reshape(timeout.shape + (1,) * (new.ndim - 1)), new, old)
-
-            state = (jax.tree.map(pick, fresh_pipeline, stepped), pick(fresh_goal, goal), jnp.where(timeout, 0, time))
             out = {'observations': obs, 'actions': action, 'rewards': reached.astype(jnp.float32),
                    'next_observations': next_obs, 'terminals': reached, 'timeouts': timeout,
                    'goal': goal, 'qpos': pipeline.q, 'qvel': pipeline.qd}
-            return (state, key), out
+            return ((stepped, goal, time), key), out
 
         (state, key), out = jax.lax.scan(body, (state, key), None, length=length)
         return state, key, out
@@ -198,15 +194,18 @@ def collect(maze_name: str, level: str, size: int, seed: int, num_envs: int, pol
     length = min(CHUNK, per_env)
     chunks = -(-per_env // length)
     shapes = tuple(tuple(v.shape for v in layer.values()) for layer in actor)
+    assert TRAJECTORY_LENGTH % length == 0 or chunks == 1
     reset, chunk = _program(maze_name, num_envs, length, shapes, tuple(log_std))
-    reset_key, key = jax.random.split(jax.random.key(seed))
+    key = jax.random.key(seed)
     diverse = np.asarray(level == 'diverse')
-    state = reset(reset_key, diverse)
     parts = []
     with progress_bar(disable=quiet) as bar:
         task = bar.add_task(f'collect antmaze-{maze_name}-{level}', total=size, speed='', score='')
         for i in range(chunks):
-            state, key, out = chunk(actor, state, key, diverse)
+            if i * length % TRAJECTORY_LENGTH == 0:  # every env starts a trajectory
+                reset_key, key = jax.random.split(key)
+                state = reset(reset_key, diverse)
+            state, key, out = chunk(actor, state, key)
             parts.append(jax.tree.map(np.asarray, out))
             bar.update(task, advance=min(length * num_envs, size - i * length * num_envs))
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
