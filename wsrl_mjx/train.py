@@ -256,7 +256,11 @@ def result_table(summary: dict) -> str:
              summary['normalized_score_after_warmup']),
             (f"final ({summary['online_steps']} online steps)", summary['normalized_score'])]
     seeds = len(summary['seeds'])
-    title = f"{summary['method']} on {summary['env']}, {seeds} seed{'s' if seeds > 1 else ''}: D4RL-normalised score"
+    from wsrl_mjx.envs.registry import ENV_SPECS
+
+    spec = ENV_SPECS.get(summary['env'])
+    score = spec.score_name if spec else 'D4RL-normalised score'
+    title = f"{summary['method']} on {summary['env']}, {seeds} seed{'s' if seeds > 1 else ''}: {score}"
     width = max(len(name) for name, _ in rows)
     return '\n'.join([title] + [f'  {name:<{width}}  {cell(scores)}' for name, scores in rows])
 

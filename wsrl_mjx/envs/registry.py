@@ -31,6 +31,7 @@ class EnvSpec:
     # Sparse-reward tasks: the reward of every step short of the goal (Cal-QL's Monte-Carlo bound gives
     # an episode of nothing else failure_reward / (1 - discount)); None for dense rewards.
     failure_reward: float | None = None
+    score_name: str = 'D4RL-normalised score'  # what the normalised score is, for titles and axes
 
 
 # Sizes are known without loading the model, so datasets are validated before any MJX work starts.
@@ -39,12 +40,12 @@ ENV_SPECS = {
     'hopper': EnvSpec('hopper', 'hopper', -20.272305, 3234.3, 11, 3),
     'walker2d': EnvSpec('walker2d', 'walker2d', 1.629008, 4592.3, 17, 6),
     'ant': EnvSpec('ant', 'ant', -325.6, 3879.7, 27, 8),
-    'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8, failure_reward=0.0),
-    'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8, failure_reward=0.0),
-    'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8, failure_reward=0.0),
+    'antmaze-umaze': EnvSpec('antmaze-umaze', 'antmaze_umaze', 0.0, 1.0, 29, 8, 0.0, 'success rate (%)'),
+    'antmaze-medium': EnvSpec('antmaze-medium', 'antmaze_medium', 0.0, 1.0, 29, 8, 0.0, 'success rate (%)'),
+    'antmaze-large': EnvSpec('antmaze-large', 'antmaze_large', 0.0, 1.0, 29, 8, 0.0, 'success rate (%)'),
     # The goal-reaching ant that collects antmaze data: return = 10 x the metres gained towards its
     # goals, so 0 and 1000 make the score the metres gained per episode.
-    'antgoal': EnvSpec('antgoal', 'antgoal', 0.0, 1000.0, 29, 8),
+    'antgoal': EnvSpec('antgoal', 'antgoal', 0.0, 1000.0, 29, 8, score_name='metres gained towards the goals per episode'),
 }
 
 
