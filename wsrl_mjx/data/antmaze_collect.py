@@ -6,7 +6,9 @@ A goal-reaching ant, the `antgoal` controller (policies/antgoal_controller.npz, 
 wsrl_mjx.train --config=configs/antmaze.py:controller`), is led through the maze by waypoints: the
 centre of the next cell on a shortest path over the maze grid from the torso's cell to the commanded
 goal's cell, and the goal itself once in that cell. It acts greedily, plus N(0, 0.2) noise per action
-dimension, clipped to [-1, 1] (D4RL's --noisy).
+dimension, clipped to [-1, 1] (D4RL's --noisy). As in D4RL, the controller sees the direction to the
+waypoint scaled to length 10 (the farthest goal it trained on), so it never slows down near a waypoint or
+the goal: it walks on through them and turns back, which spreads the data around the goals.
   play     every trajectory starts at the maze's start cell (D4RL's reset: qpos0 + U(-0.1, 0.1))
   diverse  every trajectory starts in a free cell drawn uniformly, + U(0, 1) in x and in y (D4RL's
            multi-start reset)
@@ -19,9 +21,8 @@ draw of it), and the transition is terminal there; the trajectory goes on. infos
 goal, infos/qpos and infos/qvel the state each observation was taken in.
 
 Where this departs from D4RL's script: the planner locates the torso in the cell whose square holds it
-(D4RL's rounds down from the cell's centre, half a cell off), the waypoint is the next cell's centre
-(D4RL adds U(0, 1) per step), and the relative waypoint goes to the controller as it is (D4RL scales it
-to length 10; this controller was trained on goals up to 10 away and sees waypoints within that).
+(D4RL's rounds down from the cell's centre, half a cell off), and the waypoint is the next cell's centre
+(D4RL adds U(0, 1) per step).
 """
 from __future__ import annotations
 
@@ -153,7 +154,11 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
             key, noise_key = jax.random.split(key)
             obs = observe(pipeline)
             target = jax.vmap(lambda xy, g: waypoint(xy, g, grid, table, centres, origin))(obs[:, :2], goal)
-            mean, _ = networks.actor_apply(actor, antmaze.controller_input(obs, target), *log_std)
+            # D4RL's scaling: the direction to the waypoint at length GOAL_REGION_RADIUS, the farthest
+            # goal the controller trained on, so the ant walks on through a waypoint instead of stopping.
+            ahead = target - obs[:, :2]
+            ahead = antmaze.GOAL_REGION_RADIUS * ahead / jnp.maximum(jnp.linalg.norm(ahead, axis=-1, keepdims=True), 1e-6)
+            mean, _ = networks.actor_apply(actor, antmaze.controller_input(obs, obs[:, :2] + ahead), *log_std)
             action = jnp.clip(jnp.tanh(mean) + ACTION_NOISE * jax.random.normal(noise_key, mean.shape), -1.0, 1.0)
             stepped = jax.vmap(env.pipeline_step)(pipeline, antmaze.ACTION_SCALE * action)
             next_obs = observe(stepped)
