@@ -245,11 +245,7 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
             drawn.add(('offline', round(mean[0], 1)))
             ax.axhline(mean[0], color='0.4', linestyle=':', linewidth=1, label=f'offline ({mean[0]:.1f})')
     ax.set_xlabel('online env steps')
-    from wsrl_mjx.envs.registry import ENV_SPECS
-
-    names = {ENV_SPECS[e].score_name if e in ENV_SPECS else 'D4RL-normalised score'
-             for e in (run_facts(run_dir)['env'] for run_dir in run_dirs)}
-    ax.set_ylabel(names.pop() if len(names) == 1 else 'normalised score')
+    ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)
     ax.set_title(title or '', fontsize='medium')
     labels = [text.get_text() for text in ax.legend(fontsize='small').get_texts()]
