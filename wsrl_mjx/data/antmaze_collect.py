@@ -39,7 +39,7 @@ CONTROLLER = 'antgoal_controller'  # the shipped policy file's name in wsrl_mjx/
 ACTION_NOISE = 0.2
 TRAJECTORY_LENGTH = 1000
 CHUNK = 250  # env steps per compiled call (one progress-bar update); divides TRAJECTORY_LENGTH
-START_NOISE, GOAL_NOISE = (1.0,), (1.0, 0.5)  # U(0, a) terms added in x and in y
+START_NOISE, GOAL_NOISE = 1.0, (1.0, 0.5)  # U(0, a) terms added in x and in y
 
 
 def free_cells(maze: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -130,11 +130,12 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
 
     def reset_one(key, diverse):
         q_key, qd_key, start_key, start_noise, goal_key, goal_noise = jax.random.split(key, 6)
-        q = env.sys.init_q + jax.random.uniform(q_key, (env.sys.q_size(),), minval=-0.1, maxval=0.1)
+        q, qd = antmaze.initial_state(env.sys, q_key, qd_key)
         start = centres[jax.random.randint(start_key, (), 0, centres.shape[0])]
-        start = start + jax.random.uniform(start_noise, (2,), maxval=START_NOISE[0])
+        start = start + jax.random.uniform(start_noise, (2,), maxval=START_NOISE)
         q = q.at[:2].add(jnp.where(diverse, start, 0.0))
-        qd = 0.1 * jax.random.normal(qd_key, (env.sys.qd_size(),))
+        # D4RL's goal noise, U(0, 1) + U(0, 0.5), summed before it is added (antmaze.noisy_goal adds the
+        # terms one by one: the same distribution, rounded otherwise; the measured datasets used this)
         noise = sum(jax.random.uniform(k, (2,), maxval=a) for k, a in zip(jax.random.split(goal_noise), GOAL_NOISE))
         goal = goals[jax.random.randint(goal_key, (), 0, goals.shape[0])] + noise
         return env.pipeline_init(q, qd), goal
@@ -143,16 +144,13 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
         pipeline, goal = jax.vmap(reset_one, (0, None))(jax.random.split(key, num_envs), diverse)
         return pipeline, goal, jnp.zeros((num_envs,), jnp.int32)
 
-    def observe(pipeline):
-        return jnp.concatenate([pipeline.q[..., :15], pipeline.qd[..., :14]], axis=-1)
-
     def chunk(actor, state, key):
         """`length` steps of every env; all envs start their trajectories together and `length` divides
         TRAJECTORY_LENGTH, so trajectories end at chunk ends and the host resets them (`reset`)."""
         def body(carry, _):
             (pipeline, goal, time), key = carry
             key, noise_key = jax.random.split(key)
-            obs = observe(pipeline)
+            obs = antmaze.ant_observation(pipeline)
             target = jax.vmap(lambda xy, g: waypoint(xy, g, grid, table, centres, origin))(obs[:, :2], goal)
             # D4RL's scaling: the direction to the waypoint at length GOAL_REGION_RADIUS, the farthest
             # goal the controller trained on, so the ant walks on through a waypoint instead of stopping.
@@ -161,7 +159,7 @@ def _program(maze_name: str, num_envs: int, length: int, shapes: tuple, log_std:
             mean, _ = networks.actor_apply(actor, antmaze.controller_input(obs, obs[:, :2] + ahead), *log_std)
             action = jnp.clip(jnp.tanh(mean) + ACTION_NOISE * jax.random.normal(noise_key, mean.shape), -1.0, 1.0)
             stepped = jax.vmap(env.pipeline_step)(pipeline, antmaze.ACTION_SCALE * action)
-            next_obs = observe(stepped)
+            next_obs = antmaze.ant_observation(stepped)
             reached = jnp.linalg.norm(next_obs[:, :2] - reward_goal, axis=-1) <= antmaze.GOAL_RADIUS
             time = time + 1
             timeout = time >= TRAJECTORY_LENGTH

@@ -177,22 +177,45 @@ def model_xml(maze: tuple[str, ...]) -> str:
 </mujoco>'''
 
 
+def system(maze: tuple[str, ...]):
+    """The MJX system of D4RL's ant in `maze`, with the env's Newton solver bounds."""
+    import mujoco
+    from brax.io import mjcf
+
+    sys = mjcf.loads(model_xml(maze))
+    return sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': SOLVER_ITERATIONS,
+                             'opt.ls_iterations': LS_ITERATIONS})
+
+
+def initial_state(sys, q_key: jax.Array, qd_key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """D4RL's reset of the ant: (qpos0 + U(-0.1, 0.1), 0.1 N(0, 1))."""
+    q = sys.init_q + jax.random.uniform(q_key, (sys.q_size(),), minval=-0.1, maxval=0.1)
+    return q, 0.1 * jax.random.normal(qd_key, (sys.qd_size(),))
+
+
+def noisy_goal(cell: jax.Array, key: jax.Array, key2: jax.Array) -> jax.Array:
+    """D4RL's goal in a goal cell: its centre + U(0, 1) + U(0, 0.5) in x and in y."""
+    return (cell + jax.random.uniform(key, (2,), maxval=0.25 * MAZE_SCALING)
+            + jax.random.uniform(key2, (2,), maxval=0.125 * MAZE_SCALING))
+
+
+def ant_observation(pipeline_state) -> jax.Array:
+    """D4RL's 29 values: qpos[:15] and qvel[:14] (leading axes kept)."""
+    return jnp.concatenate([pipeline_state.q[..., :15], pipeline_state.qd[..., :14]], axis=-1)
+
+
 @functools.lru_cache(maxsize=None)
 def make_env_class():
     """The brax env class, built once on first use (it subclasses brax's PipelineEnv, and importing
     brax is slow)."""
-    import mujoco
     from brax.envs.base import PipelineEnv, State
-    from brax.io import mjcf
 
     class AntMaze(PipelineEnv):
         """D4RL's antmaze-<maze>-v2 task on MJX (module docstring): obs [29], actions [8] in [-1, 1]."""
 
         def __init__(self, maze: str = 'umaze', backend: str = 'mjx', **kwargs):
             self.maze = EVAL_MAZES[maze]
-            sys = mjcf.loads(model_xml(self.maze))
-            sys = sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': SOLVER_ITERATIONS,
-                                    'opt.ls_iterations': LS_ITERATIONS})
+            sys = system(self.maze)
             kwargs['n_frames'] = kwargs.get('n_frames', 5)
             super().__init__(sys=sys, backend=backend, **kwargs)
             (goal_row, goal_col), = cells(self.maze, 'g')
@@ -200,11 +223,9 @@ def make_env_class():
 
         def reset(self, rng: jax.Array) -> State:
             q_key, qd_key, goal_key, goal_key2 = jax.random.split(rng, 4)
-            q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-0.1, maxval=0.1)
-            qd = 0.1 * jax.random.normal(qd_key, (self.sys.qd_size(),))
+            q, qd = initial_state(self.sys, q_key, qd_key)
             pipeline_state = self.pipeline_init(q, qd)
-            goal = (self.goal_cell_xy + jax.random.uniform(goal_key, (2,), maxval=0.25 * MAZE_SCALING)
-                    + jax.random.uniform(goal_key2, (2,), maxval=0.125 * MAZE_SCALING))
+            goal = noisy_goal(self.goal_cell_xy, goal_key, goal_key2)
             zero = jnp.zeros(())
             return State(pipeline_state, self._observe(pipeline_state), zero, zero,
                          {'success': zero, 'goal_distance': jnp.linalg.norm(q[:2] - goal)}, {'goal': goal})
@@ -217,7 +238,7 @@ def make_env_class():
                                  done=success, metrics={**state.metrics, 'success': success, 'goal_distance': distance})
 
         def _observe(self, pipeline_state) -> jax.Array:
-            return jnp.concatenate([pipeline_state.q[:15], pipeline_state.qd[:14]])
+            return ant_observation(pipeline_state)
 
     return AntMaze
 
@@ -246,9 +267,7 @@ def disk_goal(key: jax.Array, centre: jax.Array) -> jax.Array:
 
 def make_goal_env_class():
     """The brax env class of `antgoal` (see GOAL_REGION_RADIUS), built once on first use."""
-    import mujoco
     from brax.envs.base import PipelineEnv, State
-    from brax.io import mjcf
 
     class AntGoal(PipelineEnv):
         """D4RL's maze ant on open ground reaching goals: obs [29] (controller_input), actions [8].
@@ -260,16 +279,13 @@ def make_goal_env_class():
         the torso's height leaves HEALTHY_Z (a fallen ant)."""
 
         def __init__(self, backend: str = 'mjx', **kwargs):
-            sys = mjcf.loads(model_xml(('r',)))  # one free cell: no walls
-            sys = sys.tree_replace({'opt.solver': mujoco.mjtSolver.mjSOL_NEWTON, 'opt.iterations': SOLVER_ITERATIONS,
-                                    'opt.ls_iterations': LS_ITERATIONS})
+            sys = system(('r',))  # one free cell: no walls
             kwargs['n_frames'] = kwargs.get('n_frames', 5)
             super().__init__(sys=sys, backend=backend, **kwargs)
 
         def reset(self, rng: jax.Array) -> State:
             q_key, qd_key, goal_key, next_key = jax.random.split(rng, 4)
-            q = self.sys.init_q + jax.random.uniform(q_key, (self.sys.q_size(),), minval=-0.1, maxval=0.1)
-            qd = 0.1 * jax.random.normal(qd_key, (self.sys.qd_size(),))
+            q, qd = initial_state(self.sys, q_key, qd_key)
             pipeline_state = self.pipeline_init(q, qd)
             goal = disk_goal(goal_key, q[:2])
             zero = jnp.zeros(())
@@ -295,8 +311,7 @@ def make_goal_env_class():
                                  info={'goal': goal, 'goal_key': next_key})
 
         def _observe(self, pipeline_state, goal) -> jax.Array:
-            ant = jnp.concatenate([pipeline_state.q[:15], pipeline_state.qd[:14]])
-            return controller_input(ant, goal)
+            return controller_input(ant_observation(pipeline_state), goal)
 
     return AntGoal
 
