@@ -81,9 +81,12 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     # The reproduction's kept pretraining (saved with the old layout) is accepted by its protocol's
     # command, and a different reward scale is refused, naming the key.
     kept = os.path.join(os.path.dirname(__file__), '..', 'docs', 'reproduction', 'halfcheetah-medium')
-    cfg = locomotion.get_config('default')
+    cfg = locomotion.get_config('repro')
     cfg.dataset = 'halfcheetah-medium'
     assert train.read_pretrained(kept, cfg, 5)['seeds'] == 5
+    # The default's shorter pretraining is not the protocol's: refused, naming the key.
+    with pytest.raises(train.UsageError, match='config.pretrain.bc_steps=30000 differs from 50000'):
+        train.read_pretrained(kept, locomotion.get_config('default'), 5)
     cfg.reward_scale = 10.0
     with pytest.raises(train.UsageError, match='config.reward_scale=10.0 differs from 1.0'):
         train.read_pretrained(kept, cfg, 5)
