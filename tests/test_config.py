@@ -84,11 +84,13 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     cfg = locomotion.get_config('repro')
     cfg.dataset = 'halfcheetah-medium'
     assert train.read_pretrained(kept, cfg, 5)['seeds'] == 5
-    # The default's shorter pretraining is not the protocol's: refused, naming the key.
-    with pytest.raises(train.UsageError, match='config.pretrain.bc_steps=30000 differs from 50000'):
-        train.read_pretrained(kept, locomotion.get_config('default'), 5)
     cfg.reward_scale = 10.0
     with pytest.raises(train.UsageError, match='config.reward_scale=10.0 differs from 1.0'):
+        train.read_pretrained(kept, cfg, 5)
+    # A shorter pretraining is not the protocol's: refused, naming the key.
+    cfg.reward_scale = 1.0
+    cfg.pretrain.bc_steps = 30_000
+    with pytest.raises(train.UsageError, match='config.pretrain.bc_steps=30000 differs from 50000'):
         train.read_pretrained(kept, cfg, 5)
 
 
