@@ -116,3 +116,12 @@ def test_antmaze_presets_carry_the_references_antmaze_recipe():
     assert pretrain.max_target_backup and pretrain.n_actions == 10 and c.pretrain.steps == 1_000_000
     assert (c.warmup_steps, c.online_steps, c.method) == (5_000, 300_000, 'wsrl')
     assert registry.get('calql').init is cql.init
+    # The CPU-scale preset keeps the recipe (Cal-QL, rewards, 4 critic layers, uniform std, max backup).
+    u = antmaze.get_config('umaze')
+    agent = sac_config(u, 29, 8)
+    assert (u.reward_scale, u.reward_bias, u.env, u.dataset, u.episode_length) == (
+        10.0, -5.0, 'antmaze-umaze', 'antmaze-umaze-diverse', 700)
+    assert agent.critic_hidden == (64,) * 4 and agent.std_parameterization == 'uniform' and agent.max_target_backup
+    pretrain = offline_config(u, agent, 'calql')
+    assert pretrain.calql and pretrain.autotune_alpha and pretrain.target_action_gap == 0.8
+    assert pretrain.bc_steps == u.pretrain.steps == 50_000
