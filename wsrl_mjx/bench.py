@@ -17,8 +17,9 @@ program (1 by default):
 each in `--rounds` interleaved rounds (3 by default), the best round counting, with the compile
 seconds of each program. The replay buffers (the fused program's and the loop's) hold
 `--buffer_capacity` transitions, 10k by default. `offline` measures pretraining updates/s of CQL,
-Cal-QL and IQL at the config's sizes (its behaviour-cloning updates too, where it has them), summed
-over `--seeds` seeds vmapped in one program;
+Cal-QL and IQL at the config's sizes, in the actor phase the config spends its pretraining in
+(cloning the data where its actor clones throughout, as the default's; SAC's actor step otherwise),
+summed over `--seeds` seeds vmapped in one program;
 `profile` where the time goes: one traced chunk of the fused online program (`--seeds` seeds) and one
 of the config's pretraining algorithm, each op's time summed by kind (matmul, elementwise, reduction,
 copy...) and by the code that built it (MJX, replay buffer, networks, optimizer), per env step and per
