@@ -49,11 +49,12 @@ def repro():
 
 
 def default():
-    # The reproduction's preset, run once. Its 25.7 minutes (2026-12-06) are above the pretraining issue's
-    # bar of 20; shorter phases fit the bar but not the learning: 30k CQL updates and 20k online steps
-    # after the warmup took 17.1 minutes on 2026-12-07 and ended at 42.3 on data of 42.8, after a dip to
-    # 10.4 (24% of offline; 23.6 from the 50k critic). So the default keeps 50k updates until a CQL
-    # update is fast enough for both (docs/performance.md, "The default command").
+    # The values of `repro`, as one seed. They took 25.7 minutes from a fresh machine (2026-12-06), above
+    # the pretraining issue's bar of 20. Shorter phases fit the bar but not the learning: 30k CQL
+    # updates and 20k online steps after the warmup took 17.1 minutes on 2026-12-07 and dipped to 10.4
+    # after warmup (24% of offline; 23.6 from the 50k critic), ending at 42.3 on data of 42.8. So the
+    # default keeps 50k updates until the updates are fast enough for 20 minutes (docs/performance.md,
+    # "A 20-minute variant of the default").
     c = repro()
     c.name = 'default'
     return c

@@ -128,12 +128,12 @@ def test_antmaze_presets_carry_the_references_antmaze_recipe():
 
 
 def test_offline_benchmark_times_the_actor_phase_of_its_preset():
-    # `bench offline` times its second chunk: cloning where the preset's actor clones all along (the
-    # default), SAC's actor step where it never clones (paper).
+    # `bench offline` times its second chunk and `bench profile` its third: cloning where the preset's
+    # actor clones all along (the default), SAC's actor step where it never clones (paper).
     from wsrl_mjx.bench import pretrain_config
 
     cfg = pretrain_config(100, 'cql', locomotion.get_config('default'))
-    assert (cfg.pretrain.steps, cfg.pretrain.log_interval, cfg.pretrain.bc_steps) == (200, 100, 200)
+    assert (cfg.pretrain.steps, cfg.pretrain.log_interval, cfg.pretrain.bc_steps) == (300, 100, 300)
     validate(cfg)
     cfg = pretrain_config(100, 'cql', locomotion.get_config('paper'))
-    assert (cfg.pretrain.steps, cfg.pretrain.bc_steps) == (200, 0)
+    assert (cfg.pretrain.steps, cfg.pretrain.bc_steps) == (300, 0)

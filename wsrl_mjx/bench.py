@@ -322,15 +322,16 @@ def synthetic_dataset(env: str):
 def pretrain_config(steps: int, algo: str, cfg):
     """`cfg` set up to time `steps`-update chunks of pretraining with `algo`."""
     cfg = wsrl_config(steps, cfg=cfg)
-    # The timed chunk is the second: it clones the data's actions where the preset's actor clones them
-    # for all of pretraining (the default), and takes SAC's actor step where it never clones (paper).
+    # `offline` times the second chunk, `profile` the third: each clones the data's actions where the
+    # preset's actor clones them for all of pretraining (the default), and takes SAC's actor step where
+    # it never clones (paper).
     cloning = cfg.pretrain.bc_steps >= cfg.pretrain.steps
     cfg.method = 'wsrl'  # a method that pretrains
     cfg.pretrain.algo = algo
     cfg.pretrain.log_interval = steps
-    cfg.pretrain.steps = 2 * steps  # chunks of `steps` (log_interval): the first, then the timed one
+    cfg.pretrain.steps = 3 * steps  # in chunks of `steps` (log_interval)
     cfg.pretrain.eval_interval = steps
-    cfg.pretrain.bc_steps = 2 * steps if cloning else min(cfg.pretrain.bc_steps, steps)
+    cfg.pretrain.bc_steps = 3 * steps if cloning else min(cfg.pretrain.bc_steps, steps)
     return cfg
 
 
