@@ -129,11 +129,18 @@ def test_antmaze_presets_carry_the_references_antmaze_recipe():
 
 def test_offline_benchmark_times_the_actor_phase_of_its_preset():
     # `bench offline` times its second chunk and `bench profile` its third: cloning where the preset's
-    # actor clones all along (the default), SAC's actor step where it never clones (paper).
-    from wsrl_mjx.bench import pretrain_config
+    # actor clones all along (the default), SAC's actor step where it never clones (paper). In a
+    # subprocess: wsrl_mjx.bench defines absl flags that other modules' flags would collide with here.
+    import subprocess
+    import sys
 
-    cfg = pretrain_config(100, 'cql', locomotion.get_config('default'))
-    assert (cfg.pretrain.steps, cfg.pretrain.log_interval, cfg.pretrain.bc_steps) == (300, 100, 300)
-    validate(cfg)
-    cfg = pretrain_config(100, 'cql', locomotion.get_config('paper'))
-    assert (cfg.pretrain.steps, cfg.pretrain.bc_steps) == (300, 0)
+    code = ("from wsrl_mjx.bench import pretrain_config\n"
+            "from wsrl_mjx.configs import locomotion\n"
+            "from wsrl_mjx.config import validate\n"
+            "for preset in ('default', 'paper'):\n"
+            "    c = pretrain_config(100, 'cql', locomotion.get_config(preset))\n"
+            "    validate(c)\n"
+            "    print(preset, c.pretrain.steps, c.pretrain.log_interval, c.pretrain.bc_steps)\n")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split('\n')[:2] == ['default 300 100 300', 'paper 300 100 0']
