@@ -22,7 +22,7 @@ from wsrl_mjx.configs import locomotion
 
 
 def _recipe(c):
-    """The reference's antmaze constants on top of WSRL's base config (WSRL.md)."""
+    """The reference's antmaze constants on top of WSRL's base config (the WSRL paper and reference)."""
     c.reward_scale = 10.0
     c.reward_bias = -5.0
     c.agent.critic_hidden = (256, 256, 256, 256)

@@ -26,7 +26,7 @@ class ConfigError(UsageError):
 
 
 def base_config() -> ml_collections.ConfigDict:
-    """Every key, with WSRL's online constants for locomotion (WSRL.md)."""
+    """Every key, with WSRL's online constants for locomotion (the WSRL paper and reference)."""
     c = ml_collections.ConfigDict()
     c.name = 'wsrl'
     c.method = 'wsrl'  # see METHODS

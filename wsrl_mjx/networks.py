@@ -1,4 +1,4 @@
-"""Actor, ensemble critic and temperature, built on kernels.ensemble (WSRL.md, "Networks").
+"""Actor, ensemble critic and temperature, built on kernels.ensemble (the WSRL paper and reference).
 
 Parameters are plain pytrees (tuples of layer dicts with a leading member axis), so target copies,
 optimizer states and checkpoints need no module machinery.

@@ -4,8 +4,9 @@
                            [--seeds=N] [--cpu_devices=D] [--run_dir=DIR] [--resume] [--pretrained_from=DIR]
                            [--quiet]
 
-Presets: default (WSRL on halfcheetah-medium, ~25 min on 2 CPU cores), smoke, sac, paper (GPUs);
-configs/antmaze.py: paper (GPUs), smoke.
+Presets: default (WSRL on halfcheetah-medium, ~25 min on 2 CPU cores), repro (the reproduction's), smoke,
+sac, paper (GPUs); configs/antmaze.py: paper (GPUs), umaze (CPU scale), smoke, controller (the datasets'
+goal-reaching ant).
 Methods (--config.method): wsrl, no_warmup, retain, rlpd, calql, cql, iql, cql_no_data, calql_no_data,
 iql_no_data, scratch.
 Phases: dataset (made by name and cached on first use) -> offline pretraining -> policy warmup (no
@@ -37,7 +38,8 @@ _QUIET = flags.DEFINE_bool('quiet', False, 'No progress bar.')
 _RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in --run_dir from its latest checkpoint.')
 _PRETRAINED_FROM = flags.DEFINE_string(
     'pretrained_from', None, 'Start from the pretrained agent of the run in this directory instead of pretraining '
-    '(same env, dataset, seed, seeds, agent.* and pretrain.*; the method may differ).')
+    '(same env, dataset, dataset_size, episode_length, reward_scale, reward_bias, seed, seeds, agent.* and '
+    'pretrain.*; the method may differ).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for runs over several processes (jax.distributed).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run.')

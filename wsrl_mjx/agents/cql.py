@@ -1,4 +1,4 @@
-"""CQL and Cal-QL pretraining on the ensemble SAC state (WSRL.md, "Offline pretraining").
+"""CQL and Cal-QL pretraining on the ensemble SAC state (the WSRL paper and reference).
 
 The state is sac.SACState: the same actor, 10-member critic, target, temperature and optimizer states
 that the online phase continues from, so nothing is converted between the phases.

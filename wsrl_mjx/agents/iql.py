@@ -1,4 +1,4 @@
-"""IQL pretraining (WSRL.md: expectile 0.7, temperature 3, lr 3e-4 for locomotion).
+"""IQL pretraining (WSRL's constants: expectile 0.7, temperature 3, lr 3e-4 for locomotion).
 
 Same actor and 10-member critic as the online phase, plus a state-value network V:
   value:  mean_b L_tau(min_{j in J} Q'_j(s, a) - V(s)),  L_tau(u) = |tau - 1(u < 0)| * u^2

@@ -1,4 +1,4 @@
-"""Ensemble SAC as WSRL's online phase runs it (WSRL.md, "Online phase").
+"""Ensemble SAC as WSRL's online phase runs it (the WSRL paper and reference).
 
 One `update` per env step: the sampled batch [critic_steps * batch_size] is split into critic_steps
 minibatches for a lax.scan of critic steps (Polyak-averaging the target after each), then one actor and
