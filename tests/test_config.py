@@ -2,7 +2,7 @@
 import pytest
 
 from configs import locomotion
-from wsrl_mjx.config import ConfigError, schedule, validate
+from wsrl_mjx.config import PRETRAIN_ALGOS, ConfigError, offline_config, sac_config, schedule, validate
 
 
 @pytest.mark.parametrize('preset', sorted(locomotion.PRESETS))
@@ -74,7 +74,7 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     old = {'env': 'hopper', 'pretrain': {'steps': 5, 'reward_scale': 2.0, 'reward_bias': -1.0}}
     assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'pretrain': {
         'steps': 5, 'cql_autotune_alpha': False, 'cql_target_action_gap': 1.0, 'cql_alpha_lagrange_init': 1.0,
-        'cql_alpha_lagrange_lr': 3e-4}}
+        'cql_alpha_lagrange_lr': 3e-4, 'tau': None}}
     assert old['pretrain']['reward_scale'] == 2.0  # the argument is left as it was
     new = json_config(locomotion.get_config('default'))
     assert upgrade(new) == new and 'reward_scale' not in new['pretrain'] and new['reward_scale'] == 1.0
@@ -144,3 +144,16 @@ def test_offline_benchmark_times_the_actor_phase_of_its_preset():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split('\n')[:2] == ['default 300 100 300', 'paper 300 100 0']
+
+
+def test_pretrain_tau_sets_the_offline_algorithms_target_rate_and_not_sacs():
+    cfg = locomotion.get_config('smoke')
+    agent = sac_config(cfg, 17, 6)
+    assert [offline_config(cfg, agent, algo).sac.tau for algo in PRETRAIN_ALGOS] == [0.005] * 3  # None: agent.tau
+    cfg.pretrain.tau = 0.01
+    validate(cfg)
+    assert [offline_config(cfg, agent, algo).sac.tau for algo in PRETRAIN_ALGOS] == [0.01] * 3
+    assert sac_config(cfg, 17, 6).tau == 0.005  # the online SAC agent keeps agent.tau
+    cfg.pretrain.tau = 0.0
+    with pytest.raises(ConfigError, match=r'pretrain\.tau'):
+        validate(cfg)

@@ -122,8 +122,10 @@ def test_critic_loss_uses_the_drawn_members():
 
 def test_update_takes_every_gradient_before_the_step():
     # The reference's agent.update computes the critic, actor and temperature losses on the same
-    # parameters: the actor's step sees the critic before its step.
-    cfg = cql.CQLConfig(sac=config(num_critics=3, num_min_critics=2, batch_size=4, critic_steps=1), n_actions=3)
+    # parameters: the actor's step sees the critic before its step. The target moves at the config's rate
+    # (pretrain.tau reaches it as sac.tau; 0.02 here, not the default 0.005).
+    cfg = cql.CQLConfig(sac=config(num_critics=3, num_min_critics=2, batch_size=4, critic_steps=1, tau=0.02),
+                        n_actions=3)
     state = sac.init(jax.random.key(0), cfg.sac)
     batch = tiny_batch()
     key = jax.random.key(9)
@@ -145,8 +147,9 @@ def test_update_takes_every_gradient_before_the_step():
     chex.assert_trees_all_close(updated.critic, critic, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(updated.actor, before.actor, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(updated.temperature, before.temperature, rtol=1e-5, atol=1e-6)
-    chex.assert_trees_all_close(updated.target_critic, sac.polyak(state.target_critic, critic, cfg.sac.tau),
-                                rtol=1e-5, atol=1e-6)
+    expected_target = jax.tree.map(lambda t, c: 0.98 * np.asarray(t) + 0.02 * np.asarray(c),
+                                   state.target_critic, critic)
+    chex.assert_trees_all_close(updated.target_critic, expected_target, rtol=1e-5, atol=1e-6)
     # Ordered the other way (actor after the critic's step) the actor differs by far more than the
     # tolerance above: Adam's first step moves each weight by about its learning rate (1e-4) along the
     # gradient's sign, and some signs differ.

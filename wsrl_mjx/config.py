@@ -97,6 +97,10 @@ def base_config() -> ml_collections.ConfigDict:
     p.cql_max_target_backup = True
     p.bc_steps = 0  # CQL/Cal-QL: first updates whose actor step is behaviour cloning (0: none, as WSRL)
     p.actor_lr = ml_collections.config_dict.placeholder(float)  # CQL/Cal-QL actor lr; None: agent.actor_lr
+    # The offline algorithm's target Polyak rate (pretraining, and the cql / calql / iql baselines that
+    # continue it online, as pretrain.actor_lr); None: agent.tau. WSRL's SAC keeps agent.tau. The
+    # critic's Q nears the data's value with a time constant of about 1 / (tau * (1 - discount)) updates.
+    p.tau = ml_collections.config_dict.placeholder(float)
     p.iql_expectile = 0.7
     p.iql_beta = 3.0
     p.iql_lr = 3e-4  # IQL's actor, critic and value learning rate
@@ -147,6 +151,7 @@ _ADDED_KEYS = {
     ('pretrain', 'cql_target_action_gap'): 1.0,
     ('pretrain', 'cql_alpha_lagrange_init'): 1.0,
     ('pretrain', 'cql_alpha_lagrange_lr'): 3e-4,
+    ('pretrain', 'tau'): None,  # agent.tau, the one rate before 2026-12-07
 }
 
 
@@ -246,6 +251,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
                 'cql_alpha_lagrange_lr'):
         _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
     _require(p.actor_lr is None or p.actor_lr > 0, 'pretrain.actor_lr', p.actor_lr, 'a positive number or None')
+    _require(p.tau is None or 0 < p.tau <= 1, 'pretrain.tau', p.tau, 'a number in (0, 1] or None')
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
     _require(cfg.agent.std_parameterization in STD_PARAMETERIZATIONS, 'agent.std_parameterization',
              cfg.agent.std_parameterization, f'one of {", ".join(STD_PARAMETERIZATIONS)}')

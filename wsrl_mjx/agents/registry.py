@@ -47,7 +47,13 @@ def _same(state, sac_cfg):
     return state
 
 
+def _pretraining_agent(p, agent):
+    """The agent's constants as the offline algorithm uses them: its own target rate where pretrain.tau sets one."""
+    return agent if p.tau is None else dataclasses.replace(agent, tau=p.tau)
+
+
 def _cql_config(p, agent, calql: bool = False):
+    agent = _pretraining_agent(p, agent)
     if p.actor_lr is not None:  # pretraining's own actor rate (the default preset's cloning actor)
         agent = dataclasses.replace(agent, actor_lr=p.actor_lr)
     return cql.CQLConfig(sac=agent, alpha=p.cql_alpha, n_actions=p.cql_n_actions, temperature=p.cql_temperature,
@@ -58,6 +64,7 @@ def _cql_config(p, agent, calql: bool = False):
 
 
 def _iql_config(p, agent):
+    agent = _pretraining_agent(p, agent)
     return iql.IQLConfig(sac=dataclasses.replace(agent, actor_lr=p.iql_lr, critic_lr=p.iql_lr),
                          expectile=p.iql_expectile, beta=p.iql_beta, value_lr=p.iql_lr)
 
