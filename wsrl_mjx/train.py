@@ -39,7 +39,7 @@ _RESUME = flags.DEFINE_bool('resume', False, 'Continue the run in --run_dir from
 _PRETRAINED_FROM = flags.DEFINE_string(
     'pretrained_from', None, 'Start from the pretrained agent of the run in this directory instead of pretraining '
     '(same env, dataset, dataset_size, episode_length, reward_scale, reward_bias, seed, seeds, agent.* and '
-    'pretrain.*; the method may differ).')
+    'pretrain.* but pretrain.eval_interval; the method may differ).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for runs over several processes (jax.distributed).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes of a multi-process run.')
