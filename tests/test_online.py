@@ -126,6 +126,42 @@ def test_hand_over_keeps_the_pretrained_agent_bit_for_bit(smoke_run):
     assert np.all(np.asarray(online_state.buffer.size) == 0)
 
 
+def test_pretraining_seeds_in_sequence_equal_vmapped(smoke_run, monkeypatch):
+    # On CPU a device runs its seeds' pretraining one after another (parallel.sequential_pretraining):
+    # the same numbers as the vmapped program up to rounding (XLA compiles the two differently; at the
+    # default's sizes they agreed bit for bit in one check, at these sizes not), and still one stream of
+    # randomness per seed.
+    cfg, _, _, _, dataset = smoke_run
+    experiment = Experiment.from_config(cfg, 2, len(dataset))
+    _, agent_key, _, pretrain_key = experiment.keys()
+    trained = {}
+    for sequential in ('1', '0'):
+        monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', sequential)
+        pprogs = compile_pretrain_programs.__wrapped__(experiment.pretrain_spec)  # past the cache: a new program
+        data = offline.from_dataset(dataset, cfg.agent.discount, sharding=pprogs.data_sharding)
+        state, metrics = pprogs.train(pprogs.init(pretrain_key, pprogs.init_agent(agent_key)), data)
+        trained[sequential] = jax.tree.map(
+            lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x),
+            (state, metrics))
+        data.delete()
+    for a, b in zip(jax.tree.leaves(trained['1']), jax.tree.leaves(trained['0']), strict=True):
+        if not np.issubdtype(b.dtype, np.floating):
+            np.testing.assert_array_equal(a, b)  # keys, counters
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * max(1.0, float(np.abs(b).max())))
+    kernel = np.asarray(trained['1'][0].agent.critic[0]['kernel'])
+    assert not np.array_equal(kernel[0], kernel[1])  # two seeds, two different critics
+
+
+def test_sequential_seeds_setting_is_checked(monkeypatch):
+    from wsrl_mjx import parallel
+    monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', 'yes')
+    with pytest.raises(parallel.ParallelError, match='WSRL_MJX_SEQUENTIAL_SEEDS'):
+        parallel.sequential_pretraining()
+    monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', '0')
+    assert not parallel.sequential_pretraining()
+
+
 def test_warmup_changes_nothing_but_the_buffer(smoke_run):
     # The actor evaluated right after warmup is the actor that left pretraining (no updates in warmup).
     from wsrl_mjx.data.policies import load_actor

@@ -19,7 +19,8 @@ seconds of each program. The replay buffers (the fused program's and the loop's)
 `--buffer_capacity` transitions, 10k by default. `offline` measures pretraining updates/s of CQL,
 Cal-QL and IQL at the config's sizes, in the actor phase the config spends its pretraining in
 (cloning the data where its actor clones throughout, as the default's; SAC's actor step otherwise),
-summed over `--seeds` seeds vmapped in one program;
+summed over `--seeds` seeds in one program (on a CPU one after another, as runs pretrain there;
+`WSRL_MJX_SEQUENTIAL_SEEDS=0` vmaps them);
 `profile` where the time goes: one traced chunk of the fused online program (`--seeds` seeds) and one
 of the config's pretraining algorithm, each op's time summed by kind (matmul, elementwise, reduction,
 copy...) and by the code that built it (MJX, replay buffer, networks, optimizer), per env step and per
@@ -351,15 +352,17 @@ def pretrain_programs(cfg, dataset, seeds: int = 1):
 def offline(steps: int, cfg=None, config_name: str = 'paper', seeds: int = 1) -> dict:
     """Pretraining updates/s of CQL, Cal-QL and IQL at a config's sizes (`paper`: WSRL's locomotion
     sizes, 10 critics of 2x256, batch 256, 10 sampled actions; `default`: the CPU preset's 2x64, with
-    its behaviour-cloning actor term), summed over `seeds` seeds vmapped in one program, on
-    `synthetic_dataset`."""
+    its behaviour-cloning actor term), summed over `seeds` seeds in one program (on a CPU run one after
+    another, `parallel.sequential_pretraining`), on `synthetic_dataset`."""
     import jax
+
+    from wsrl_mjx import parallel
 
     base = wsrl_config(steps, cfg=cfg)
     dataset = synthetic_dataset(base.env)
     result = {**device_info(), 'config': config_name, 'env': base.env,
               'critic_hidden': list(base.agent.critic_hidden), 'num_critics': base.agent.num_critics,
-              'seeds': seeds}
+              'seeds': seeds, 'sequential_seeds': parallel.sequential_pretraining()}
     for algo in ('cql', 'calql', 'iql'):
         tic = time.perf_counter()
         progs, data, state = pretrain_programs(pretrain_config(steps, algo, base), dataset, seeds)

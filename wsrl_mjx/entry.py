@@ -17,7 +17,9 @@ CONFIG_DIR = os.path.dirname(importlib.util.find_spec('wsrl_mjx.configs').origin
 DEFAULT_CONFIG = os.path.join(CONFIG_DIR, 'locomotion.py')
 
 _CONFIG = config_flags.DEFINE_config_file('config', f'{DEFAULT_CONFIG}:default', 'Config file and preset.')
-_SEEDS = flags.DEFINE_integer('seeds', 1, 'Number of seeds, vmapped in one program and split over devices.')
+_SEEDS = flags.DEFINE_integer(
+    'seeds', 1, 'Number of seeds, in one program (vmapped; on a CPU pretraining runs them one after another), '
+    'split over devices.')
 _CPU_DEVICES = flags.DEFINE_integer(
     'cpu_devices', 1, 'On the CPU, split the seeds over this many XLA host devices, each running its share of '
     'the program on its own thread (--seeds a multiple of it). No effect where JAX runs on GPUs.')

@@ -41,18 +41,40 @@ def check_seeds(seeds: int) -> None:
                             f'(each device runs seeds/{devices} seeds{hint})')
 
 
-def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0):
+def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0, sequential: bool = False):
     """fn over one seed -> fn over [seeds, ...] inputs and outputs, the seed axis split over `mesh`.
 
     The first `seeded` positional arguments carry the seed axis; the `shared` ones after them (e.g. the
-    offline dataset) are one copy per device, the same for every seed.
+    offline dataset) are one copy per device, the same for every seed. `sequential`: a device runs its
+    seeds one after another (`lax.map`) instead of vmapped, for programs whose per-seed work already
+    fills the device and whose vmapped working set outgrows the CPU's caches (`sequential_pretraining`).
     """
     spec = PartitionSpec(AXIS)
     in_specs = (spec,) * seeded + (PartitionSpec(),) * shared
-    vmapped = jax.vmap(fn, in_axes=(0,) * seeded + (None,) * shared)
+    if sequential:
+        def vmapped(*args):
+            return jax.lax.map(lambda seeded_args: fn(*seeded_args, *args[seeded:]), args[:seeded])
+    else:
+        vmapped = jax.vmap(fn, in_axes=(0,) * seeded + (None,) * shared)
     # check_vma off: MJX's solver has lax.conds whose branches jax's varying-axis check rejects; every
     # value here is per seed anyway (no collectives), so there is nothing for the check to find.
     return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False)
+
+
+def sequential_pretraining() -> bool:
+    """Whether pretraining runs a device's seeds one after another (`per_seed(sequential=True)`): on CPU.
+
+    There a vmapped CQL update of 5 seeds at the default's 2x64 sizes ran 1.26x slower in all than the
+    same seeds in sequence (43.9 against 55.4 updates/s; docs/performance.md), its elementwise passes
+    being bound by memory traffic that grows with the seed count; the results are the same up to
+    rounding (XLA compiles the two programs apart; at those sizes bit for bit in one check). On a GPU vmapped seeds fill the device, in sequence they would not. `WSRL_MJX_SEQUENTIAL_SEEDS`
+    = 1 or 0 overrides this (to compare the two, e.g. with `bench offline --seeds=N`).
+    """
+    override = os.environ.get('WSRL_MJX_SEQUENTIAL_SEEDS')
+    if override not in (None, '', '0', '1'):
+        raise ParallelError(f'WSRL_MJX_SEQUENTIAL_SEEDS={override!r} is not allowed: 1 (seeds in sequence) or '
+                            '0 (vmapped), or unset (in sequence on CPU)')
+    return jax.default_backend() == 'cpu' if not override else override == '1'
 
 
 def compiler_options() -> dict[str, str]:

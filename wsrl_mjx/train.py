@@ -1,4 +1,4 @@
-"""Entry point: one WSRL run (or a baseline) end to end, seeds vmapped in one program.
+"""Entry point: one WSRL run (or a baseline) end to end, seeds in one program.
 
   python -m wsrl_mjx.train [--config=configs/locomotion.py:<preset>] [--config.<key>=<value> ...]
                            [--seeds=N] [--cpu_devices=D] [--run_dir=DIR] [--resume] [--pretrained_from=DIR]

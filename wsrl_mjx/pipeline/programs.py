@@ -191,7 +191,8 @@ def compile_pretrain_programs(spec: PretrainSpec) -> PretrainPrograms:
 
     _, init, state = _compile_init(init_agent, init, spec.seeds, mesh)
     data = offline_data_shape(spec.algo_cfg.sac, spec.dataset_rows, parallel.replicated(mesh))
-    train = _compile(jax.jit(parallel.per_seed(chunk, mesh, seeded=1, shared=1), donate_argnums=0).lower(state, data),
+    program = parallel.per_seed(chunk, mesh, seeded=1, shared=1, sequential=parallel.sequential_pretraining())
+    train = _compile(jax.jit(program, donate_argnums=0).lower(state, data),
                      parallel.seed_sharding(mesh), 1)
     return PretrainPrograms(init_agent=init_agent, init=init, train=train,
                             state_shape=state, data_sharding=parallel.replicated(mesh))
