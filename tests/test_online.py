@@ -157,7 +157,7 @@ def test_sequential_seeds_setting_is_checked(monkeypatch):
     from wsrl_mjx import parallel
     monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', 'yes')
     with pytest.raises(parallel.ParallelError, match='WSRL_MJX_SEQUENTIAL_SEEDS'):
-        parallel.sequential_pretraining()
+        parallel.check_seeds(1)  # what the entry points call before any work
     monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', '0')
     assert not parallel.sequential_pretraining()
 

@@ -34,6 +34,7 @@ def seed_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 
 def check_seeds(seeds: int) -> None:
+    sequential_pretraining()  # a bad WSRL_MJX_SEQUENTIAL_SEEDS fails here, before any work
     devices = jax.device_count()
     if seeds % devices:
         hint = '; --cpu_devices sets how many CPU devices there are' if jax.default_backend() == 'cpu' else ''
@@ -52,23 +53,24 @@ def per_seed(fn, mesh: jax.sharding.Mesh, seeded: int = 1, shared: int = 0, sequ
     spec = PartitionSpec(AXIS)
     in_specs = (spec,) * seeded + (PartitionSpec(),) * shared
     if sequential:
-        def vmapped(*args):
+        def over_seeds(*args):
             return jax.lax.map(lambda seeded_args: fn(*seeded_args, *args[seeded:]), args[:seeded])
     else:
-        vmapped = jax.vmap(fn, in_axes=(0,) * seeded + (None,) * shared)
+        over_seeds = jax.vmap(fn, in_axes=(0,) * seeded + (None,) * shared)
     # check_vma off: MJX's solver has lax.conds whose branches jax's varying-axis check rejects; every
     # value here is per seed anyway (no collectives), so there is nothing for the check to find.
-    return jax.shard_map(vmapped, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False)
+    return jax.shard_map(over_seeds, mesh=mesh, in_specs=in_specs, out_specs=spec, check_vma=False)
 
 
 def sequential_pretraining() -> bool:
     """Whether pretraining runs a device's seeds one after another (`per_seed(sequential=True)`): on CPU.
 
-    There a vmapped CQL update of 5 seeds at the default's 2x64 sizes ran 1.26x slower in all than the
-    same seeds in sequence (43.9 against 55.4 updates/s; docs/performance.md), its elementwise passes
-    being bound by memory traffic that grows with the seed count; the results are the same up to
-    rounding (XLA compiles the two programs apart; at those sizes bit for bit in one check). On a GPU vmapped seeds fill the device, in sequence they would not. `WSRL_MJX_SEQUENTIAL_SEEDS`
-    = 1 or 0 overrides this (to compare the two, e.g. with `bench offline --seeds=N`).
+    There 5 seeds' CQL updates at the default's 2x64 sizes ran 45.3 updates/s in all vmapped against
+    56.9 in sequence (docs/performance.md): vmapped, the elementwise passes over five seeds' activations
+    are bound by memory traffic. The results are the same up to rounding (XLA compiles the two programs
+    apart; at those sizes bit for bit in one check). On a GPU vmapped seeds fill the device, in
+    sequence they would not. `WSRL_MJX_SEQUENTIAL_SEEDS` = 1 or 0 overrides this (to compare the two,
+    e.g. with `bench offline --seeds=N`); `check_seeds` checks it before any work.
     """
     override = os.environ.get('WSRL_MJX_SEQUENTIAL_SEEDS')
     if override not in (None, '', '0', '1'):
