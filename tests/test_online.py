@@ -16,6 +16,7 @@ from kernels.replay import replay_get
 from test_sac import OBS, config
 from wsrl_mjx import parallel, train
 from wsrl_mjx.agents import sac
+from wsrl_mjx.checkpoint import keys_to_data
 from wsrl_mjx.config import schedule
 from wsrl_mjx.envs.wrappers import StepInfo, Transition
 from wsrl_mjx.experiment import Experiment
@@ -140,9 +141,7 @@ def test_pretraining_seeds_in_sequence_equal_vmapped(smoke_run, monkeypatch):
         pprogs = compile_pretrain_programs.__wrapped__(experiment.pretrain_spec)  # past the cache: a new program
         data = offline.from_dataset(dataset, cfg.agent.discount, sharding=pprogs.data_sharding)
         state, metrics = pprogs.train(pprogs.init(pretrain_key, pprogs.init_agent(agent_key)), data)
-        trained[sequential] = jax.tree.map(
-            lambda x: np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x),
-            (state, metrics))
+        trained[sequential] = jax.tree.map(np.asarray, keys_to_data((state, metrics)))
         data.delete()
     for a, b in zip(jax.tree.leaves(trained['1']), jax.tree.leaves(trained['0']), strict=True):
         if not np.issubdtype(b.dtype, np.floating):
@@ -154,7 +153,6 @@ def test_pretraining_seeds_in_sequence_equal_vmapped(smoke_run, monkeypatch):
 
 
 def test_sequential_seeds_setting_is_checked(monkeypatch):
-    from wsrl_mjx import parallel
     monkeypatch.setenv('WSRL_MJX_SEQUENTIAL_SEEDS', 'yes')
     with pytest.raises(parallel.ParallelError, match='WSRL_MJX_SEQUENTIAL_SEEDS'):
         parallel.check_seeds(1)  # what the entry points call before any work
