@@ -72,7 +72,8 @@ def test_configs_saved_before_the_reward_keys_moved_still_compare():
     from wsrl_mjx.config import json_config, upgrade
 
     old = {'env': 'hopper', 'pretrain': {'steps': 5, 'reward_scale': 2.0, 'reward_bias': -1.0}}
-    assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'pretrain': {
+    assert upgrade(old) == {'env': 'hopper', 'reward_scale': 2.0, 'reward_bias': -1.0, 'handover_temperature': None,
+                            'pretrain': {
         'steps': 5, 'cql_autotune_alpha': False, 'cql_target_action_gap': 1.0, 'cql_alpha_lagrange_init': 1.0,
         'cql_alpha_lagrange_lr': 3e-4, 'tau': None}}
     assert old['pretrain']['reward_scale'] == 2.0  # the argument is left as it was
@@ -157,3 +158,14 @@ def test_pretrain_tau_sets_the_offline_algorithms_target_rate_and_not_sacs():
     cfg.pretrain.tau = 0.0
     with pytest.raises(ConfigError, match=r'pretrain\.tau'):
         validate(cfg)
+
+
+def test_handover_temperature_needs_a_method_that_pretrains_and_fine_tunes_with_sac():
+    cfg = locomotion.get_config('smoke')
+    assert cfg.handover_temperature is None  # WSRL: the pretrained temperature carries over
+    cfg.handover_temperature = 1.0
+    validate(cfg)
+    for method, value in (('rlpd', 1.0), ('cql', 1.0), ('wsrl', 0.0)):
+        cfg.method, cfg.handover_temperature = method, value
+        with pytest.raises(ConfigError, match=r'config\.handover_temperature=.*wsrl, no_warmup, retain'):
+            validate(cfg)

@@ -1,6 +1,7 @@
 """The smoke run (random-policy dataset -> CQL pretraining -> policy warmup -> ensemble SAC, 2 seeds):
 the fused programs, the phase change, reproducibility and the run directory."""
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -119,12 +120,22 @@ def test_hand_over_keeps_the_pretrained_agent_bit_for_bit(smoke_run):
     state = pprogs.init(pretrain_key, pprogs.init_agent(agent_key))
     state, _ = pprogs.train(state, data)
     pretrained = jax.tree.map(np.asarray, state.agent)
+    # The ablation config.handover_temperature restarts alpha and its Adam state, and only those.
+    restarted = dataclasses.replace(experiment, handover_temperature=0.5).hand_over(
+        jax.tree.map(jnp.copy, state), progs, run_key).agent
     online_state = experiment.hand_over(state, progs, run_key)
     data.delete()
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(data))
     for a, b in zip(jax.tree.leaves(pretrained), jax.tree.leaves(online_state.agent), strict=True):
         np.testing.assert_array_equal(a, np.asarray(b))
     assert np.all(np.asarray(online_state.buffer.size) == 0)
+    assert not np.allclose(np.asarray(jax.nn.softplus(pretrained.temperature)), 0.5, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(jax.nn.softplus(restarted.temperature)), [0.5, 0.5], rtol=1e-6)
+    assert all(np.all(np.asarray(leaf) == 0) for leaf in jax.tree.leaves(restarted.temperature_opt))  # count, mu, nu
+    for field in ('actor', 'critic', 'target_critic', 'actor_opt', 'critic_opt'):
+        for a, b in zip(jax.tree.leaves(getattr(pretrained, field)), jax.tree.leaves(getattr(restarted, field)),
+                        strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b))
 
 
 def test_pretraining_seeds_in_sequence_equal_vmapped(smoke_run, monkeypatch):

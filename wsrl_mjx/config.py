@@ -52,6 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
     # WSRL: locomotion 1 / 0, antmaze 10 / -5). Scores and episode returns stay the env's own.
     c.reward_scale = 1.0
     c.reward_bias = 0.0
+    # The SAC temperature alpha at the hand-over from pretraining to the online phase. None: the
+    # pretrained temperature and its Adam state carry over with everything else (WSRL); a value: both
+    # restart there (a diagnostic ablation; the pretraining is unchanged, so --pretrained_from fits).
+    c.handover_temperature = ml_collections.config_dict.placeholder(float)
 
     a = ml_collections.ConfigDict()
     a.num_critics = 10
@@ -152,6 +156,7 @@ _ADDED_KEYS = {
     ('pretrain', 'cql_alpha_lagrange_init'): 1.0,
     ('pretrain', 'cql_alpha_lagrange_lr'): 3e-4,
     ('pretrain', 'tau'): None,  # agent.tau, the one rate before 2026-12-07
+    (None, 'handover_temperature'): None,  # carried over, the only behaviour before 2026-12-07
 }
 
 
@@ -169,7 +174,9 @@ def upgrade(saved: dict) -> dict:
                 value = pretrain.pop(key)
                 saved.setdefault(key, value)
     for (group, key), value in _ADDED_KEYS.items():
-        if isinstance(saved.get(group), dict):
+        if group is None:
+            saved.setdefault(key, value)
+        elif isinstance(saved.get(group), dict):
             saved[group].setdefault(key, value)
     return saved
 
@@ -252,6 +259,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         _require(p[key] > 0, f'pretrain.{key}', p[key], 'a positive number')
     _require(p.actor_lr is None or p.actor_lr > 0, 'pretrain.actor_lr', p.actor_lr, 'a positive number or None')
     _require(p.tau is None or 0 < p.tau <= 1, 'pretrain.tau', p.tau, 'a number in (0, 1] or None')
+    _require(cfg.handover_temperature is None or (method(cfg).pretrain is not None and method(cfg).online == 'sac'
+                                                   and cfg.handover_temperature > 0),
+             'handover_temperature', cfg.handover_temperature,
+             'None (the pretrained temperature carries over) or a positive number, for a method that pretrains '
+             'and fine-tunes with SAC (wsrl, no_warmup, retain)')
     _require(0 < p.iql_expectile < 1, 'pretrain.iql_expectile', p.iql_expectile, 'a number in (0, 1)')
     _require(cfg.agent.std_parameterization in STD_PARAMETERIZATIONS, 'agent.std_parameterization',
              cfg.agent.std_parameterization, f'one of {", ".join(STD_PARAMETERIZATIONS)}')

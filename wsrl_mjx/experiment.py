@@ -15,7 +15,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from wsrl_mjx.agents import registry
+from wsrl_mjx.agents import registry, sac
 from wsrl_mjx.config import Method, method, offline_config, sac_config, schedule, warmup_policy
 from wsrl_mjx.envs import ENV_SPECS
 from wsrl_mjx.pipeline import online, programs
@@ -28,6 +28,7 @@ class Experiment:
     pretrain_spec: programs.PretrainSpec | None
     seed: int  # seeds seed .. seed + seeds - 1
     seeds: int
+    handover_temperature: float | None = None  # None: the pretrained temperature carries over
 
     @classmethod
     def from_config(cls, cfg, seeds: int, dataset_rows: int = 0) -> Experiment:
@@ -46,7 +47,8 @@ class Experiment:
         pretrain_spec = None if m.pretrain is None else programs.PretrainSpec(
             algo=m.pretrain, algo_cfg=offline_config(cfg, agent, m.pretrain), batch_size=cfg.pretrain.batch_size,
             chunk_updates=cfg.pretrain.log_interval, dataset_rows=dataset_rows, seeds=seeds)
-        return cls(method=m, spec=program_spec, pretrain_spec=pretrain_spec, seed=cfg.seed, seeds=seeds)
+        return cls(method=m, spec=program_spec, pretrain_spec=pretrain_spec, seed=cfg.seed, seeds=seeds,
+                   handover_temperature=cfg.handover_temperature)
 
     def keys(self):
         """Per-seed keys (online run, agent init, evaluation, pretraining), each [seeds]: seed s derives
@@ -56,9 +58,13 @@ class Experiment:
 
     def hand_over(self, pretrain_state, progs: programs.OnlinePrograms, run_key):
         """The online phase's first state: the pretrained agent, unchanged (IQL's becomes a SAC state with a
-        fresh temperature unless IQL itself continues online), an empty buffer and freshly reset envs."""
+        fresh temperature unless IQL itself continues online), an empty buffer and freshly reset envs.
+        With `handover_temperature` set, the temperature and its Adam state restart at that alpha."""
         agent = pretrain_state.agent
         if self.spec.online.update == 'sac':  # else the offline algorithm goes on with its own state
             to_sac = registry.get(self.pretrain_spec.algo).to_sac
             agent = jax.vmap(lambda a: to_sac(a, self.spec.online.agent))(agent)
+        if self.handover_temperature is not None:
+            alpha = self.handover_temperature
+            agent = jax.vmap(lambda a: sac.reset_temperature(a, alpha, self.spec.online.agent))(agent)
         return progs.init(run_key, agent)

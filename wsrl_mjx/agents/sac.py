@@ -98,6 +98,13 @@ def init(key: jax.Array, cfg: SACConfig) -> SACState:
     )
 
 
+def reset_temperature(state, alpha: float, cfg: SACConfig):
+    """`state` (any agent state with a temperature and its Adam state) with alpha = `alpha` and a fresh
+    Adam state for it."""
+    temperature = networks.init_temperature(alpha)
+    return state.replace(temperature=temperature, temperature_opt=optimizers(cfg)[2].init(temperature))
+
+
 def applied_actor(actor_params, cfg: SACConfig):
     """The actor parameters as every loss and rollout applies them (see std_parameterization)."""
     if cfg.std_parameterization == 'uniform':
