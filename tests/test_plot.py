@@ -112,3 +112,17 @@ def test_an_older_run_in_progress_from_scratch_reads_no_dataset(tmp_path):
     with open(os.path.join(wsrl, 'config.json'), 'w') as f:
         json.dump({'config': {'dataset': 'hopper-medium', 'method': 'wsrl', 'env': 'hopper', 'seed': 0}}, f)
     assert plot.run_facts(wsrl)['dataset'] == 'hopper-medium'
+
+
+def test_runs_of_one_method_and_env_are_told_apart_by_their_directories(tmp_path):
+    base = _run(str(tmp_path), 'wsrl', 'walker2d-medium', 'wsrl', [80.0], [[10.0], [50.0]])
+    ablation = _run(str(tmp_path), 'wsrl_handover_temperature_1', 'walker2d-medium', 'wsrl', [80.0], [[60.0], [70.0]])
+    other = _run(str(tmp_path), 'rlpd', 'walker2d-medium', 'rlpd', None, [[5.0], [20.0]])
+    assert plot.run_labels([base, ablation, other]) == [
+        'wsrl walker2d (wsrl)', 'wsrl walker2d (wsrl_handover_temperature_1)', 'rlpd walker2d']
+    assert plot.run_labels([base, other]) == ['wsrl walker2d', 'rlpd walker2d']
+    rows = plot.score_table([base, ablation]).splitlines()[1:]
+    assert [row.split()[2] for row in rows] == ['(wsrl)', '(wsrl_handover_temperature_1)']
+    assert [row.split()[-3] for row in rows] == ['50.0', '70.0']  # final mean of each
+    labels = plot.plot_runs([base, ablation], str(tmp_path / 'f.png'))
+    assert {'wsrl walker2d (wsrl) (1 seed)', 'wsrl walker2d (wsrl_handover_temperature_1) (1 seed)'} <= set(labels)

@@ -132,18 +132,20 @@ def score_table(run_dirs: list[str]) -> str:
     score from the start of the online phase on (the dip, the lowest point of the mean curve) and its
     step, the step at which the mean is back at 90% of the offline score (`recovery_step`), and the final
     score with the 95% bootstrap interval of its mean."""
-    lines = [f"{'run':<28} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
+    names = run_labels(run_dirs)
+    width = max(28, *map(len, names))
+    lines = [f"{'run':<{width}} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
              f"{'at':>7} {'back':>7} {'final':>8}  95% interval"]
 
     def shown(value, width=8, digits=1):
         return f"{'-':>{width}}" if value is None else f'{value:{width}.{digits}f}'
 
-    for run_dir in run_dirs:
+    for run_dir, name in zip(run_dirs, names):
         steps, scores, offline = load_scores(run_dir)
         mean = scores.mean(axis=1)
         offline_mean = None if offline is None else float(offline.mean())
         _, low, high = mean_interval(scores[-1])
-        lines.append(f'{run_label(run_dir):<28} {scores.shape[1]:>5} {shown(dataset_score(run_dir))} '
+        lines.append(f'{name:<{width}} {scores.shape[1]:>5} {shown(dataset_score(run_dir))} '
                      f'{shown(offline_mean)} {mean[0]:8.1f} {mean.min():8.1f} '
                      f'{int(steps[np.argmin(mean)]):>7} {shown(recovery_step(steps, mean, offline_mean), 7, 0)} '
                      f'{mean[-1]:8.1f}  [{low:.1f}, {high:.1f}]')
@@ -153,12 +155,14 @@ def score_table(run_dirs: list[str]) -> str:
 def seed_table(run_dirs: list[str]) -> str:
     """Per run and seed: offline score, score after warmup, that seed's lowest score from the start of
     the online phase on, and its final score."""
-    lines = [f"{'run':<28} {'seed':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>8}"]
-    for run_dir in run_dirs:
+    names = run_labels(run_dirs)
+    width = max(28, *map(len, names))
+    lines = [f"{'run':<{width}} {'seed':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>8}"]
+    for run_dir, name in zip(run_dirs, names):
         _, scores, offline = load_scores(run_dir)
         for i, seed in enumerate(run_seeds(run_dir, scores.shape[1])):
             first = f"{'-':>8}" if offline is None else f'{offline[i]:8.1f}'
-            lines.append(f'{run_label(run_dir):<28} {seed:>5} {first} {scores[0, i]:8.1f} '
+            lines.append(f'{name:<{width}} {seed:>5} {first} {scores[0, i]:8.1f} '
                          f'{scores[:, i].min():8.1f} {scores[-1, i]:8.1f}')
     return '\n'.join(lines)
 
@@ -219,6 +223,14 @@ def run_label(run_dir: str) -> str:
     return os.path.basename(os.path.normpath(run_dir))
 
 
+def run_labels(run_dirs: list[str]) -> list[str]:
+    """`run_label` of each run; where two runs would share one (the same method and env, e.g. an
+    ablation beside its base run), each of those gets its directory's name after it."""
+    labels = [run_label(run_dir) for run_dir in run_dirs]
+    return [f'{label} ({os.path.basename(os.path.normpath(run_dir))})' if labels.count(label) > 1 else label
+            for label, run_dir in zip(labels, run_dirs)]
+
+
 def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[str]:
     """Writes the figure to `out`; returns its legend's labels (the runs, the dataset's and offline lines)."""
     import matplotlib
@@ -228,13 +240,13 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     drawn = set()
-    for run_dir in run_dirs:
+    for run_dir, name in zip(run_dirs, run_labels(run_dirs)):
         steps, scores, offline = load_scores(run_dir)
         if offline is not None:  # the pretrained policy's score at online step 0
             steps, scores = np.concatenate([[0], steps]), np.concatenate([offline[None], scores])
         mean, low, high = mean_interval(scores)
         seeds = scores.shape[1]
-        label = f"{run_label(run_dir)} ({seeds} seed{'s' if seeds > 1 else ''})"
+        label = f"{name} ({seeds} seed{'s' if seeds > 1 else ''})"
         line, = ax.plot(steps, mean, label=label)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         data = dataset_score(run_dir)
