@@ -133,7 +133,7 @@ def score_table(run_dirs: list[str]) -> str:
     step, the step at which the mean is back at 90% of the offline score (`recovery_step`), and the final
     score with the 95% bootstrap interval of its mean."""
     names = run_labels(run_dirs)
-    width = max(28, *map(len, names))
+    width = max([28, *map(len, names)])
     lines = [f"{'run':<{width}} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
              f"{'at':>7} {'back':>7} {'final':>8}  95% interval"]
 
@@ -156,7 +156,7 @@ def seed_table(run_dirs: list[str]) -> str:
     """Per run and seed: offline score, score after warmup, that seed's lowest score from the start of
     the online phase on, and its final score."""
     names = run_labels(run_dirs)
-    width = max(28, *map(len, names))
+    width = max([28, *map(len, names)])
     lines = [f"{'run':<{width}} {'seed':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>8}"]
     for run_dir, name in zip(run_dirs, names):
         _, scores, offline = load_scores(run_dir)
