@@ -66,5 +66,5 @@ class Experiment:
             agent = jax.vmap(lambda a: to_sac(a, self.spec.online.agent))(agent)
         if self.handover_temperature is not None:
             alpha = self.handover_temperature
-            agent = jax.vmap(lambda a: sac.reset_temperature(a, alpha, self.spec.online.agent))(agent)
+            agent = jax.vmap(lambda a: a.replace(**sac.fresh_temperature(alpha, self.spec.online.agent)))(agent)
         return progs.init(run_key, agent)

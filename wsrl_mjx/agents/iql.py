@@ -130,8 +130,6 @@ def update(state: IQLState, batch, mc_return, key, cfg: IQLConfig, updates=None)
 
 def to_sac(state: IQLState, cfg: sac.SACConfig) -> sac.SACState:
     """The online phase's state: IQL's networks and optimizer states; a fresh temperature."""
-    temperature = networks.init_temperature(cfg.init_temperature)
-    _, _, temperature_tx = sac.optimizers(cfg)
     return sac.SACState(actor=state.actor, critic=state.critic, target_critic=state.target_critic,
-                        temperature=temperature, actor_opt=state.actor_opt, critic_opt=state.critic_opt,
-                        temperature_opt=temperature_tx.init(temperature))
+                        actor_opt=state.actor_opt, critic_opt=state.critic_opt,
+                        **sac.fresh_temperature(cfg.init_temperature, cfg))

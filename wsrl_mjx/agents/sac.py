@@ -87,22 +87,21 @@ def init(key: jax.Array, cfg: SACConfig) -> SACState:
                                               cfg.actor_layer_norm, cfg.kernel_scale_final), cfg)
     critic = networks.init_critic(critic_key, cfg.obs_dim, cfg.act_dim, cfg.num_critics, cfg.critic_hidden,
                                   cfg.critic_layer_norm, cfg.kernel_scale_final)
-    temperature = networks.init_temperature(cfg.init_temperature)
-    actor_tx, critic_tx, temperature_tx = optimizers(cfg)
+    actor_tx, critic_tx, _ = optimizers(cfg)
     return SACState(
         # A copy, not the same arrays: the state is donated into every program, and one buffer donated
         # twice is an error.
-        actor=actor, critic=critic, target_critic=jax.tree.map(jnp.copy, critic), temperature=temperature,
+        actor=actor, critic=critic, target_critic=jax.tree.map(jnp.copy, critic),
         actor_opt=actor_tx.init(actor), critic_opt=critic_tx.init(critic),
-        temperature_opt=temperature_tx.init(temperature),
+        **fresh_temperature(cfg.init_temperature, cfg),
     )
 
 
-def reset_temperature(state, alpha: float, cfg: SACConfig):
-    """`state` (any agent state with a temperature and its Adam state) with alpha = `alpha` and a fresh
-    Adam state for it."""
+def fresh_temperature(alpha: float, cfg: SACConfig) -> dict:
+    """The temperature fields of a state, {temperature, temperature_opt}: alpha = `alpha` and a fresh Adam
+    state (a new agent, IQL's hand-over to SAC, config.handover_temperature)."""
     temperature = networks.init_temperature(alpha)
-    return state.replace(temperature=temperature, temperature_opt=optimizers(cfg)[2].init(temperature))
+    return {'temperature': temperature, 'temperature_opt': optimizers(cfg)[2].init(temperature)}
 
 
 def applied_actor(actor_params, cfg: SACConfig):
