@@ -126,3 +126,15 @@ def test_runs_of_one_method_and_env_are_told_apart_by_their_directories(tmp_path
     assert [row.split()[-3] for row in rows] == ['50.0', '70.0']  # final mean of each
     labels = plot.plot_runs([base, ablation], str(tmp_path / 'f.png'))
     assert {'wsrl walker2d (wsrl) (1 seed)', 'wsrl walker2d (wsrl_handover_temperature_1) (1 seed)'} <= set(labels)
+
+
+def test_aggregate_takes_one_run_per_method_and_task(tmp_path):
+    """The stratified bootstrap's strata are tasks: an ablation beside its base run is refused, not pooled."""
+    root = str(tmp_path)
+    hopper = _run(root, 'h', 'hopper-medium', 'wsrl', [30.0, 30.0], [[10.0, 20.0], [40.0, 60.0]])
+    walker = _run(root, 'w', 'walker2d-medium', 'wsrl', [80.0, 80.0], [[10.0, 20.0], [50.0, 70.0]])
+    ablation = _run(root, 'w_ablation', 'walker2d-medium', 'wsrl', [80.0, 80.0], [[10.0, 20.0], [0.0, 0.0]])
+    row = plot.aggregate_table([hopper, walker]).splitlines()[1].split()
+    assert row[:4] == ['wsrl', '2', '2', f'{plot.iqm(np.array([40.0, 60.0, 50.0, 70.0])):.1f}']
+    with pytest.raises(ValueError, match='w_ablation are both method wsrl on walker2d-medium'):
+        plot.aggregate_table([hopper, walker, ablation])

@@ -14,7 +14,8 @@ _<dataset> before its extension) and one table each. Each run's training also wr
 every task (dataset) with a 95% stratified-bootstrap interval, computed as rliable computes it:
 each bootstrap sample draws the seeds of each task with replacement from that task's own seeds
 (the task is the stratum), the interval is the 2.5 and 97.5 percentiles of the samples' IQMs. The
-run directories of one method are its tasks; every task of a method must have the same seed count.
+run directories of one method are its tasks: one run per method and task (dataset), each with the
+same seed count.
 """
 from __future__ import annotations
 
@@ -72,9 +73,17 @@ def stratified_bootstrap_iqm(scores: np.ndarray, samples: int = _BOOTSTRAP, seed
 def aggregate_table(run_dirs: list[str]) -> str:
     """Per method, the IQM of the final scores over its runs (tasks) and their seeds."""
     by_method: dict[str, list[np.ndarray]] = {}
+    tasks: dict[tuple, str] = {}  # (method, dataset or env) -> the run directory that holds it
     for run_dir in run_dirs:
+        facts = run_facts(run_dir)
+        method = run_label(run_dir).split()[0]
+        task = (method, facts['dataset'] or facts['env'])
+        if task in tasks:  # an ablation beside its base run: pooling them would count one task twice
+            raise ValueError(f'--aggregate: runs {tasks[task]} and {run_dir} are both method {method} on '
+                             f'{task[1]}; a method gets one run per task (leave the ablation out)')
+        tasks[task] = run_dir
         _, scores, _ = load_scores(run_dir)
-        by_method.setdefault(run_label(run_dir).split()[0], []).append(scores[-1])
+        by_method.setdefault(method, []).append(scores[-1])
     lines = [f"{'method':<12} {'tasks':>5} {'seeds':>5} {'IQM':>7}  95% interval (stratified bootstrap)"]
     for name, finals in by_method.items():
         if len({len(f) for f in finals}) > 1:
@@ -132,8 +141,7 @@ def score_table(run_dirs: list[str]) -> str:
     score from the start of the online phase on (the dip, the lowest point of the mean curve) and its
     step, the step at which the mean is back at 90% of the offline score (`recovery_step`), and the final
     score with the 95% bootstrap interval of its mean."""
-    names = run_labels(run_dirs)
-    width = max([28, *map(len, names)])
+    names, width = _label_column(run_dirs)
     lines = [f"{'run':<{width}} {'seeds':>5} {'data':>8} {'offline':>8} {'warmup':>8} {'lowest':>8} "
              f"{'at':>7} {'back':>7} {'final':>8}  95% interval"]
 
@@ -155,8 +163,7 @@ def score_table(run_dirs: list[str]) -> str:
 def seed_table(run_dirs: list[str]) -> str:
     """Per run and seed: offline score, score after warmup, that seed's lowest score from the start of
     the online phase on, and its final score."""
-    names = run_labels(run_dirs)
-    width = max([28, *map(len, names)])
+    names, width = _label_column(run_dirs)
     lines = [f"{'run':<{width}} {'seed':>5} {'offline':>8} {'warmup':>8} {'lowest':>8} {'final':>8}"]
     for run_dir, name in zip(run_dirs, names):
         _, scores, offline = load_scores(run_dir)
@@ -229,6 +236,12 @@ def run_labels(run_dirs: list[str]) -> list[str]:
     labels = [run_label(run_dir) for run_dir in run_dirs]
     return [f'{label} ({os.path.basename(os.path.normpath(run_dir))})' if labels.count(label) > 1 else label
             for label, run_dir in zip(labels, run_dirs)]
+
+
+def _label_column(run_dirs: list[str]) -> tuple[list[str], int]:
+    """`run_labels` and the width of a table's column that holds them."""
+    names = run_labels(run_dirs)
+    return names, max([28, *map(len, names)])
 
 
 def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[str]:
