@@ -138,3 +138,10 @@ def test_aggregate_takes_one_run_per_method_and_task(tmp_path):
     assert row[:4] == ['wsrl', '2', '2', f'{plot.iqm(np.array([40.0, 60.0, 50.0, 70.0])):.1f}']
     with pytest.raises(ValueError, match='w_ablation are both method wsrl on walker2d-medium'):
         plot.aggregate_table([hopper, walker, ablation])
+    out = os.path.join(root, 'fig.png')
+    from absl import app
+    from absl.testing import flagsaver
+    with flagsaver.flagsaver(), pytest.raises(SystemExit) as e:  # --aggregate does not outlive this test
+        app.run(plot.main, argv=['plot', f'--out={out}', '--aggregate', hopper, walker, ablation])
+    assert e.value.code == 2
+    assert not [name for name in os.listdir(root) if name.endswith('.png')]  # no figure half-written

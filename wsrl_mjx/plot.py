@@ -295,6 +295,8 @@ def main(argv):
         fail('name at least one run directory')
     try:
         groups = by_dataset(argv[1:])
+        # Before any figure is written, so that runs --aggregate refuses leave nothing behind.
+        aggregate = aggregate_table(argv[1:]) if _AGGREGATE.value else None
         written = []
         for dataset, run_dirs in groups.items():
             path = figure_path(_OUT.value, dataset, len(groups) > 1)
@@ -304,8 +306,8 @@ def main(argv):
             print(score_table(run_dirs))
             print(seed_table(run_dirs))
             print()
-        if _AGGREGATE.value:
-            print(aggregate_table(argv[1:]))
+        if aggregate is not None:
+            print(aggregate)
     except (FileNotFoundError, ValueError) as e:
         fail(str(e))
     print(f"wrote {', '.join(written)}")
