@@ -68,8 +68,8 @@ def test_figure_marks_the_dataset_and_the_offline_score_once(tmp_path):
             _run(root, 'b', 'hopper-medium', 'no_warmup', [30.0, 40.0], [[10.0, 15.0]]),
             _run(root, 'c', 'hopper-medium', 'rlpd', None, [[5.0, 6.0]])]
     labels = plot.plot_runs(runs, os.path.join(root, 'f.png'))
-    assert labels == ['wsrl hopper (2 seeds)', 'its dataset (42.0)', 'offline (35.0)', 'no_warmup hopper (2 seeds)',
-                      'rlpd hopper (2 seeds)']
+    assert labels == ['wsrl hopper (2 seeds)', 'no_warmup hopper (2 seeds)', 'rlpd hopper (2 seeds)',
+                      'its dataset (42.0)', 'offline (35.0)']
 
 
 def test_plot_writes_one_figure_per_dataset(tmp_path, capsys):

@@ -251,8 +251,8 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    drawn = set()
+    fig, ax = plt.subplots(figsize=(8.0, 4.0))
+    drawn, references = set(), []  # the dataset's and offline lines, listed after the runs
     for run_dir, name in zip(run_dirs, run_labels(run_dirs)):
         steps, scores, offline = load_scores(run_dir)
         if offline is not None:  # the pretrained policy's score at online step 0
@@ -265,17 +265,23 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
         data = dataset_score(run_dir)
         if data is not None and ('data', round(data, 1)) not in drawn:  # runs on one dataset share one line
             drawn.add(('data', round(data, 1)))
-            ax.axhline(data, color='0.4', linestyle='--', linewidth=1, label=f'its dataset ({data:.1f})')
+            references.append(ax.axhline(data, color='0.4', linestyle='--', linewidth=1,
+                                         label=f'its dataset ({data:.1f})'))
         if offline is not None and ('offline', round(mean[0], 1)) not in drawn:  # as do runs of one pretraining
             drawn.add(('offline', round(mean[0], 1)))
-            ax.axhline(mean[0], color='0.4', linestyle=':', linewidth=1, label=f'offline ({mean[0]:.1f})')
+            references.append(ax.axhline(mean[0], color='0.4', linestyle=':', linewidth=1,
+                                         label=f'offline ({mean[0]:.1f})'))
     ax.set_xlabel('online env steps')
     ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)
     ax.set_title(title or '', fontsize='medium')
-    labels = [text.get_text() for text in ax.legend(fontsize='small').get_texts()]
+    handles = [h for h in ax.get_lines() if h not in references] + references
+    # Beside the axes, not over the curves: with five or six methods no corner is free.
+    legend = ax.legend(handles=handles, fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0),
+                       borderaxespad=0.0)
+    labels = [text.get_text() for text in legend.get_texts()]
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=120, bbox_inches='tight')
     plt.close(fig)
     return labels
 
