@@ -214,8 +214,7 @@ def test_seeds_differ_and_a_run_reproduces(smoke_run, tmp_path):
     kernel = np.asarray(state.agent.critic[0]['kernel'])
     assert not np.allclose(kernel[0], kernel[1])  # seeds 0 and 1 differ
     again_summary, again = train.run(cfg, seeds=2, run_dir=str(tmp_path / 'again'), quiet=True, dataset=dataset)
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(again), strict=True):
-        a, b = (jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x for x in (a, b))
+    for a, b in zip(jax.tree.leaves(keys_to_data(state)), jax.tree.leaves(keys_to_data(again)), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert again_summary['normalized_score'] == summary['normalized_score']
 
