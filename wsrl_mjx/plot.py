@@ -252,7 +252,7 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.0, 4.0))
-    drawn, references = set(), []  # the dataset's and offline lines, listed after the runs
+    drawn, curves, references = set(), [], []  # the legend lists the runs' curves, then the dataset's and offline lines
     for run_dir, name in zip(run_dirs, run_labels(run_dirs)):
         steps, scores, offline = load_scores(run_dir)
         if offline is not None:  # the pretrained policy's score at online step 0
@@ -261,6 +261,7 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
         seeds = scores.shape[1]
         label = f"{name} ({seeds} seed{'s' if seeds > 1 else ''})"
         line, = ax.plot(steps, mean, label=label)
+        curves.append(line)
         ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
         data = dataset_score(run_dir)
         if data is not None and ('data', round(data, 1)) not in drawn:  # runs on one dataset share one line
@@ -275,9 +276,8 @@ def plot_runs(run_dirs: list[str], out: str, title: str | None = None) -> list[s
     ax.set_ylabel('D4RL-normalised score')
     ax.grid(alpha=0.3)
     ax.set_title(title or '', fontsize='medium')
-    handles = [h for h in ax.get_lines() if h not in references] + references
     # Beside the axes, not over the curves: with five or six methods no corner is free.
-    legend = ax.legend(handles=handles, fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0),
+    legend = ax.legend(handles=curves + references, fontsize='small', loc='upper left', bbox_to_anchor=(1.01, 1.0),
                        borderaxespad=0.0)
     labels = [text.get_text() for text in legend.get_texts()]
     fig.tight_layout()
