@@ -53,9 +53,11 @@ def default():
     # the pretraining issue's bar of 20. Shorter phases fit the bar but not the learning: 30k CQL
     # updates and 20k online steps after the warmup took 17.1 minutes on 2026-12-07 and dipped to 10.4
     # after warmup (24% of offline; 23.6 from the 50k critic), ending at 42.3 on data of 42.8; with
-    # pretrain.tau=0.01 as well, three seeds dipped to 43% of offline and ended at 39.5. So the default
-    # keeps 50k updates until the updates are fast enough for 20 minutes (docs/performance.md,
-    # "A 20-minute variant of the default").
+    # pretrain.tau=0.01 as well, three seeds dipped to 43% of offline and ended at 39.5; with
+    # pretrain.cql_n_actions=5 (50k updates at 1.7x the rate) and 20k online steps after the warmup,
+    # 19.1 minutes, three seeds ended at 43.7 but dipped to 49% of offline, short of the 50% its test set
+    # beforehand (2026-12-08). So the default keeps 50k updates with 10 actions until the updates are
+    # fast enough for 20 minutes (docs/performance.md, "A 20-minute variant of the default").
     c = repro()
     c.name = 'default'
     return c
